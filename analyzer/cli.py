@@ -1,0 +1,78 @@
+"""``analyze``: the command line. Thin: parse, call the library, render, map errors to exits.
+
+Exit codes: 0 fine; 1 findings the user asked to fail on (``--fail-on unsupported``);
+2 bad input or usage (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analyzer import __version__
+from analyzer.errors import AnalyzerError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
+        self.exit(EXIT_BAD_INPUT, f"analyze: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.render import FORMATS
+
+    p = _Parser(
+        prog="analyze",
+        description="Analyze a LiteRT (.tflite) model: layers, cost, op compatibility per target.",
+        epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage.",
+    )
+    p.add_argument("model", help="path to a .tflite model")
+    p.add_argument("--target", default="all",
+                   help="comma-separated targets to check (cpu, xnnpack, gpu, nnapi, edgetpu, micro, "
+                        "flex) or 'all' (default)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--graph", metavar="FILE", help="export the layer graph (.graphml or .dot)")
+    p.add_argument("--fail-on", choices=("unsupported",), action="append", default=[],
+                   help="exit 1 if an op is unsupported on a selected target")
+    p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except AnalyzerError as exc:
+        print(f"analyze: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("analyze: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from analyzer.export import export_graph
+    from analyzer.output import write_atomic
+    from analyzer.render import render
+    from analyzer.report import analyze
+
+    report = analyze(args.model, args.target)
+    text = render(report, args.format)
+    if args.graph:
+        export_graph(report.graph, args.graph, protect=args.model)
+    if args.output:
+        write_atomic(args.output, text, protect=args.model)
+    else:
+        sys.stdout.write(text)
+    if "unsupported" in args.fail_on and report.compatibility.unsupported_anywhere():
+        bad = [f"{t.target} ({len(t.unsupported)} ops)" for t in report.compatibility.targets if not t.ok]
+        print(f"analyze: unsupported ops on {', '.join(bad)}", file=sys.stderr)
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

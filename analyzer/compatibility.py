@@ -1,0 +1,217 @@
+"""Compatibility pass: which ops each target runs, why the others do not, and what follows.
+
+For each selected target table, every op of every subgraph is checked. For a delegate
+(a table with ``fallback``), the main subgraph is then partitioned the way LiteRT does
+(``PartitionGraphIntoIndependentNodeSubsets`` in tensorflow/lite/graph_info.cc: grow the
+current kind of subset greedily with every ready node, then switch kinds), since each
+boundary between delegate and CPU costs a copy and a synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.graph import LayerGraph
+from analyzer.targets import Failure, OpView, TargetTable, available_targets, load_table
+
+
+@dataclass(frozen=True)
+class OpVerdict:
+    subgraph: int
+    index: int
+    name: str
+    op: str
+    version: int
+    failures: tuple[Failure, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subgraph": self.subgraph, "index": self.index, "name": self.name, "op": self.op,
+                "version": self.version, "failures": [f.to_dict() for f in self.failures]}
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    partitions: int  # delegate partitions the main subgraph splits into
+    delegated_ops: int  # ops actually handed to the delegate (after the partition limit)
+    max_partitions: int | None
+    cpu_ops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partitions": self.partitions, "delegated_ops": self.delegated_ops,
+                "max_partitions": self.max_partitions, "cpu_ops": self.cpu_ops}
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    target: str
+    name: str
+    status: str  # full | partial | none | fails
+    judged_ops: int
+    supported_ops: int
+    unsupported: tuple[OpVerdict, ...]
+    consequence: str
+    partitioning: Partitioning | None
+    fixes: tuple[str, ...]
+    source: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "name": self.name, "status": self.status,
+            "judged_ops": self.judged_ops, "supported_ops": self.supported_ops,
+            "unsupported_ops": len(self.unsupported), "consequence": self.consequence,
+            "partitioning": self.partitioning.to_dict() if self.partitioning else None,
+            "unsupported": [v.to_dict() for v in self.unsupported],
+            "fixes": list(self.fixes), "source": [dict(s) for s in self.source],
+        }
+
+
+@dataclass(frozen=True)
+class CompatibilityResult:
+    targets: tuple[TargetReport, ...]
+
+    def unsupported_anywhere(self) -> bool:
+        return any(not t.ok for t in self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {t.target: t.to_dict() for t in self.targets}
+
+
+def resolve_targets(spec: str | Sequence[str] | None) -> list[str]:
+    """Target ids from ``"all"``, a comma list or a sequence; raises UsageError on unknown ones."""
+    known = available_targets()
+    if spec is None or spec == "all" or spec == ["all"]:
+        return known
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip() for n in names if n.strip()]
+    for n in names:
+        load_table(n)  # raises UsageError naming the known targets
+    return names
+
+
+def analyze_compatibility(graph: LayerGraph, targets: Sequence[str] | None = None) -> CompatibilityResult:
+    views = {layer.key: OpView.of(graph, layer) for layer in graph.layers()}
+    reports = [_report(graph, load_table(t), views) for t in resolve_targets(targets)]
+    return CompatibilityResult(tuple(reports))
+
+
+def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> TargetReport:
+    judged, unsupported, supported_keys = 0, [], set()
+    for layer in graph.layers():
+        view = views[layer.key]
+        if not table.judges(view):
+            continue
+        judged += 1
+        failures = table.check(view)
+        if failures:
+            unsupported.append(OpVerdict(layer.subgraph, layer.index, layer.name, layer.op,
+                                         layer.version, tuple(_dedupe(failures))))
+        else:
+            supported_keys.add(layer.key)
+    part = _partition(graph, table, supported_keys) if table.fallback else None
+    status = _status(table, judged, len(unsupported), part)
+    return TargetReport(
+        target=table.target, name=table.name, status=status, judged_ops=judged,
+        supported_ops=judged - len(unsupported), unsupported=tuple(unsupported),
+        consequence=_consequence(table, judged, unsupported, part),
+        partitioning=part, fixes=tuple(_fixes(unsupported)),
+        source=tuple(dict(s) for s in table.source),
+    )
+
+
+def _dedupe(failures: list[Failure]) -> list[Failure]:
+    seen, out = set(), []
+    for f in failures:
+        if f.reason not in seen:
+            seen.add(f.reason)
+            out.append(f)
+    return out
+
+
+def _fixes(unsupported: list[OpVerdict]) -> list[str]:
+    out: list[str] = []
+    for v in unsupported:
+        for f in v.failures:
+            if f.fix and f.fix not in out:
+                out.append(f.fix)
+    return out
+
+
+def _status(table: TargetTable, judged: int, n_bad: int, part: Partitioning | None) -> str:
+    if n_bad == 0:
+        return "full"
+    if table.fallback is None:
+        return "fails"
+    return "none" if part is not None and part.delegated_ops == 0 else "partial"
+
+
+def _consequence(table: TargetTable, judged: int, unsupported: list[OpVerdict],
+                 part: Partitioning | None) -> str:
+    n_bad = len(unsupported)
+    if judged == 0:
+        return f"no ops for {table.name} to judge"
+    if n_bad == 0:
+        return f"all {judged} ops run on {table.name}"
+    if table.fallback is None:
+        return (f"the model will not run on {table.name}: {n_bad} of {judged} ops are unsupported")
+    assert part is not None
+    text = (f"{judged - n_bad} of {judged} ops supported; the main graph splits into "
+            f"{part.partitions} delegate partition(s); {part.cpu_ops} op(s) run on "
+            f"{table.fallback.upper()}")
+    if part.max_partitions is not None and part.partitions > part.max_partitions:
+        text += (f" (only the largest {part.max_partitions} partition(s) are delegated by default, "
+                 f"{part.delegated_ops} ops; each boundary costs a tensor copy and a sync)")
+    elif part.partitions > 1:
+        text += " (each partition boundary costs a tensor copy and a sync)"
+    note = table.partitioning.get("note") if table.partitioning.get("mode") == "prefix" else None
+    return text + (f"; {note}" if note else "")
+
+
+def _partition(graph: LayerGraph, table: TargetTable, supported: set[str]) -> Partitioning:
+    layers = graph.main.layers
+    flags = [layer.key in supported for layer in layers]
+    limit = table.partitioning.get("max_partitions")
+    if table.partitioning.get("mode") == "prefix":
+        # The compiler maps ops up to the first unsupported one; the rest runs on CPU.
+        first_bad = flags.index(False) if False in flags else len(flags)
+        delegated = first_bad
+        return Partitioning(1 if delegated else 0, delegated, limit, len(layers) - delegated)
+    subsets = partition_subsets(graph, flags)
+    sizes = sorted((len(s) for kind, s in subsets if kind), reverse=True)
+    delegated = sum(sizes[:limit] if limit else sizes)
+    return Partitioning(len(sizes), delegated, limit, len(layers) - delegated)
+
+
+def partition_subsets(graph: LayerGraph, supported: Sequence[bool]) -> list[tuple[bool, list[int]]]:
+    """Split the main subgraph's ops into alternating delegated / CPU subsets, as LiteRT does.
+
+    Returns (delegated?, op indices) per subset in execution order.
+    """
+    sg = graph.main
+    n = len(sg.layers)
+    producers = {t: i for i, layer in enumerate(sg.layers) for t in layer.outputs if t >= 0}
+    deps = [{producers[t] for t in layer.inputs if t >= 0 and t in producers} for layer in sg.layers]
+    done: set[int] = set()
+    remaining = list(range(n))
+    subsets: list[tuple[bool, list[int]]] = []
+    kind = supported[0] if n else True
+    while remaining:
+        subset: list[int] = []
+        progress = True
+        while progress:
+            progress = False
+            for i in list(remaining):
+                if supported[i] == kind and deps[i] <= done:
+                    subset.append(i)
+                    done.add(i)
+                    remaining.remove(i)
+                    progress = True
+        if subset:
+            subsets.append((kind, subset))
+        kind = not kind
+    return subsets

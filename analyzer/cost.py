@@ -1,0 +1,288 @@
+"""Cost pass: parameters, weight bytes, MACs and activation memory per layer.
+
+MACs are counted per op kind by functions registered with :func:`register_op_cost`;
+an op kind with no entry moves data only and costs 0 MACs (RESHAPE, CONCATENATION...).
+Conventions (the same as the usual FLOP counters): a multiply-accumulate is one MAC;
+pooling counts one per window element; elementwise ops and activations one per output
+element; reductions one per input element. FLOPs are about 2 x MACs for conv/matmul.
+
+Peak activation memory is the largest sum of live non-constant tensors over the
+execution order, a lower bound of the arena LiteRT's planner allocates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from analyzer.dtypes import WEIGHT_TYPES
+from analyzer.graph import Layer, LayerGraph, Tensor
+
+CostFn = Callable[[Layer, list, list], int]
+_MACS: dict[str, CostFn] = {}
+
+# Constant inputs that are a layer's parameters even though stored as int32 (quantized biases).
+_PARAM_INPUTS: dict[str, tuple[int, ...]] = {
+    "CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2),
+    "TRANSPOSE_CONV": (1, 3), "CONV_3D": (1, 2), "CONV_3D_TRANSPOSE": (1, 3),
+}
+
+
+def register_op_cost(*ops: str) -> Callable[[CostFn], CostFn]:
+    """Register a MAC counter ``fn(layer, inputs, outputs) -> int`` for the given op names."""
+
+    def deco(fn: CostFn) -> CostFn:
+        for op in ops:
+            _MACS[op] = fn
+        return fn
+
+    return deco
+
+
+def _elems(t: Tensor | None) -> int:
+    return t.elements if t is not None else 0
+
+
+@register_op_cost("CONV_2D")
+def _conv2d(layer: Layer, ins: list, outs: list) -> int:
+    w = ins[1]  # [out_c, kh, kw, in_c / groups]
+    if w is None or len(w.shape) != 4:
+        return 0
+    return _elems(outs[0]) * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+@register_op_cost("DEPTHWISE_CONV_2D")
+def _depthwise(layer: Layer, ins: list, outs: list) -> int:
+    w = ins[1]  # [1, kh, kw, out_c]
+    if w is None or len(w.shape) != 4:
+        return 0
+    return _elems(outs[0]) * w.shape[1] * w.shape[2]
+
+
+@register_op_cost("TRANSPOSE_CONV")
+def _transpose_conv(layer: Layer, ins: list, outs: list) -> int:
+    w, x = ins[1], ins[2]  # w: [out_c, kh, kw, in_c]; every input pixel scatters a kernel
+    if w is None or x is None or len(w.shape) != 4:
+        return 0
+    return _elems(x) * w.shape[0] * w.shape[1] * w.shape[2]
+
+
+@register_op_cost("CONV_3D")
+def _conv3d(layer: Layer, ins: list, outs: list) -> int:
+    w = ins[1]  # [kd, kh, kw, in_c, out_c]
+    if w is None or len(w.shape) != 5:
+        return 0
+    return _elems(outs[0]) * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+@register_op_cost("FULLY_CONNECTED")
+def _fully_connected(layer: Layer, ins: list, outs: list) -> int:
+    w = ins[1]  # [units, in_features]
+    if w is None or len(w.shape) != 2:
+        return 0
+    return _elems(outs[0]) * w.shape[1]
+
+
+@register_op_cost("BATCH_MATMUL")
+def _batch_matmul(layer: Layer, ins: list, outs: list) -> int:
+    a = ins[0]
+    if a is None or len(a.shape) < 2:
+        return 0
+    k = a.shape[-2] if layer.options.get("adj_x") else a.shape[-1]
+    return _elems(outs[0]) * k
+
+
+@register_op_cost("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
+def _pool(layer: Layer, ins: list, outs: list) -> int:
+    o = layer.options
+    return _elems(outs[0]) * int(o.get("filter_height", 1)) * int(o.get("filter_width", 1))
+
+
+@register_op_cost("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY",
+                  "REDUCE_ALL", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION",
+                  "LOCAL_RESPONSE_NORMALIZATION", "ARG_MAX", "ARG_MIN", "CUMSUM")
+def _reduce(layer: Layer, ins: list, outs: list) -> int:
+    return _elems(ins[0]) if ins else 0
+
+
+@register_op_cost(
+    "ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "POW", "FLOOR_DIV",
+    "FLOOR_MOD", "ADD_N", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "PRELU",
+    "LOGISTIC", "TANH", "HARD_SWISH", "GELU", "ELU", "EXP", "LOG", "SQRT", "RSQRT", "SQUARE",
+    "ABS", "NEG", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "SIGN", "QUANTIZE", "DEQUANTIZE",
+    "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SELECT", "SELECT_V2", "LESS", "GREATER",
+    "EQUAL", "NOT_EQUAL", "LESS_EQUAL", "GREATER_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
+    "LOGICAL_NOT", "CAST", "ATAN2")
+def _elementwise(layer: Layer, ins: list, outs: list) -> int:
+    if layer.op == "DEQUANTIZE" and ins and ins[0] is not None and ins[0].is_constant:
+        return 0  # weight decompression runs once when the interpreter is prepared
+    return _elems(outs[0]) if outs else 0
+
+
+@register_op_cost("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM")
+def _lstm(layer: Layer, ins: list, outs: list) -> int:
+    x, w_in, w_rec = ins[0], ins[1] if len(ins) > 1 else None, ins[5] if len(ins) > 5 else None
+    if x is None or w_in is None or w_rec is None or len(w_in.shape) != 2 or len(w_rec.shape) != 2:
+        return 0
+    steps = math.prod(x.shape[:-1])  # time x batch
+    units, n_in = w_in.shape
+    gates = 4 * (2 if layer.op == "BIDIRECTIONAL_SEQUENCE_LSTM" else 1)
+    return steps * gates * units * (n_in + w_rec.shape[1])
+
+
+@register_op_cost("UNIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF")
+def _rnn(layer: Layer, ins: list, outs: list) -> int:
+    w = ins[1] if len(ins) > 1 else None
+    if w is None or len(w.shape) != 2 or ins[0] is None:
+        return 0
+    return math.prod(ins[0].shape[:-1]) * w.shape[0] * w.shape[1] * 2
+
+
+@register_op_cost("EMBEDDING_LOOKUP", "GATHER")
+def _lookup(layer: Layer, ins: list, outs: list) -> int:
+    return 0  # data movement
+
+
+def op_macs(layer: Layer, ins: list, outs: list) -> int:
+    fn = _MACS.get(layer.op)
+    return int(fn(layer, ins, outs)) if fn else 0
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    subgraph: int
+    index: int
+    name: str
+    op: str
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    params: int
+    weight_bytes: int
+    weight_dtypes: tuple[str, ...]
+    macs: int
+    output_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shapes"] = [list(s) for s in self.input_shapes]
+        d["output_shapes"] = [list(s) for s in self.output_shapes]
+        d["weight_dtypes"] = list(self.weight_dtypes)
+        return d
+
+
+@dataclass(frozen=True)
+class MemoryPeak:
+    bytes: int
+    at_layer: int  # execution index in the main subgraph where the peak happens
+    live_tensors: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "at_layer": self.at_layer, "live_tensors": list(self.live_tensors)}
+
+
+@dataclass(frozen=True)
+class CostResult:
+    layers: tuple[LayerCost, ...]
+    params: int
+    macs: int
+    weight_bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+    peak_activation: MemoryPeak | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params, "macs": self.macs,
+            "weight_bytes_by_dtype": dict(self.weight_bytes_by_dtype),
+            "peak_activation_memory": self.peak_activation.to_dict() if self.peak_activation else None,
+            "layers": [lc.to_dict() for lc in self.layers],
+        }
+
+
+def weight_inputs(graph: LayerGraph, layer: Layer,
+                  producers: dict[int, Layer] | None = None) -> list[tuple[int, Tensor]]:
+    """The (subgraph, tensor) constants that are this layer's parameters.
+
+    A constant reached through a DEQUANTIZE (float16 or int8 weights decompressed at load)
+    counts as the consumer's weight, not the DEQUANTIZE's.
+    """
+    if producers is None:
+        producers = graph.producers(layer.subgraph)
+    params = _PARAM_INPUTS.get(layer.op, ())
+    out = []
+    for pos, t in enumerate(layer.inputs):
+        if t < 0:
+            continue
+        tensor = graph.tensor(layer.subgraph, t)
+        src = producers.get(t)
+        if tensor.buffer is None and src is not None and src.op == "DEQUANTIZE":
+            tensor = graph.tensor(layer.subgraph, src.inputs[0])
+        if tensor.buffer is None or layer.op == "DEQUANTIZE":
+            continue
+        if tensor.dtype in WEIGHT_TYPES or pos in params:
+            out.append((t, tensor))
+    return out
+
+
+def analyze_cost(graph: LayerGraph) -> CostResult:
+    """Per-layer and total cost of every subgraph's layers."""
+    rows = []
+    seen: dict[tuple[int, int], Tensor] = {}
+    producers = {sg.index: graph.producers(sg.index) for sg in graph.subgraphs}
+    for layer in graph.layers():
+        ins, outs = graph.inputs_of(layer), graph.outputs_of(layer)
+        weights = weight_inputs(graph, layer, producers[layer.subgraph])
+        for t, tensor in weights:
+            seen[(layer.subgraph, tensor.index)] = tensor
+        rows.append(LayerCost(
+            subgraph=layer.subgraph, index=layer.index, name=layer.name, op=layer.op,
+            input_shapes=tuple(t.shape for t in ins if t is not None and t.buffer is None),
+            output_shapes=tuple(t.shape for t in outs),
+            params=sum(w.elements for _, w in weights),
+            weight_bytes=sum(w.nbytes for _, w in weights),
+            weight_dtypes=tuple(sorted({w.dtype for _, w in weights})),
+            macs=op_macs(layer, ins, outs),
+            output_bytes=sum(t.nbytes for t in outs if t.buffer is None),
+        ))
+    by_dtype: dict[str, int] = {}
+    for tensor in seen.values():  # shared weights counted once
+        by_dtype[tensor.dtype] = by_dtype.get(tensor.dtype, 0) + tensor.nbytes
+    return CostResult(
+        layers=tuple(rows),
+        params=sum(t.elements for t in seen.values()),
+        macs=sum(r.macs for r in rows),
+        weight_bytes_by_dtype=dict(sorted(by_dtype.items())),
+        peak_activation=peak_activation_memory(graph),
+    )
+
+
+def peak_activation_memory(graph: LayerGraph, subgraph: int = 0) -> MemoryPeak:
+    """Largest total size of tensors alive at once, in execution order.
+
+    A tensor lives from the step that writes it (0 for graph inputs) to the last step
+    that reads it (the end for graph outputs). Constants and variables are not arena
+    memory and are left out.
+    """
+    sg = graph.subgraphs[subgraph]
+    n = len(sg.layers)
+    first: dict[int, int] = {t: 0 for t in sg.inputs}
+    last: dict[int, int] = {t: n - 1 for t in sg.outputs}
+    for step, layer in enumerate(sg.layers):
+        for t in layer.outputs:
+            if t >= 0:
+                first.setdefault(t, step)
+        for t in layer.inputs:
+            if t >= 0:
+                last[t] = max(last.get(t, step), step)
+    live_bytes = [0] * max(n, 1)
+    members: list[list[int]] = [[] for _ in range(max(n, 1))]
+    for t, start in first.items():
+        tensor = sg.tensors[t]
+        if tensor.buffer is not None or tensor.is_variable:
+            continue
+        end = max(last.get(t, start), start)
+        for step in range(start, min(end, n - 1) + 1):
+            live_bytes[step] += tensor.nbytes
+            members[step].append(t)
+    peak_step = max(range(len(live_bytes)), key=live_bytes.__getitem__)
+    return MemoryPeak(live_bytes[peak_step], peak_step, tuple(sorted(members[peak_step])))

@@ -1,0 +1,31 @@
+"""Typed errors. The CLI turns each into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+
+class AnalyzerError(Exception):
+    """Base class of every error the analyzer raises on purpose."""
+
+
+class InputPathError(AnalyzerError, FileNotFoundError):
+    """The path given does not exist or is not the kind of path expected."""
+
+
+class ModelFormatError(AnalyzerError, ValueError):
+    """The file is not a readable model of the format it claims to be."""
+
+
+class UnsupportedModelError(AnalyzerError):
+    """The file is a model, but of a format or kind this tool cannot read."""
+
+
+class TableError(AnalyzerError, ValueError):
+    """A data table (target support, runtime versions) is malformed."""
+
+
+class UsageError(AnalyzerError, ValueError):
+    """Options that do not fit together or do not name known things."""
+
+
+class OutputError(AnalyzerError, OSError):
+    """An output could not be written, or would overwrite the input."""

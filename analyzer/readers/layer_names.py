@@ -1,0 +1,85 @@
+"""Recover Keras layer names from the tensor names the TFLite converter keeps.
+
+The converter names an op's output after the TF ops it came from, joined by ``;``, e.g.
+``sequential/conv2d/Relu;sequential/conv2d/BiasAdd;...``: the path before the last
+``/`` is the layer's scope. The model's own scope (``sequential``, ``functional_1``),
+shared by nearly every tensor, is stripped. Graph outputs are often renamed
+(``StatefulPartitionedCall:0``); for those, the op's constant inputs carry the scope.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+_TRACE_SUFFIX = re.compile(r"_\d+$")
+_OPAQUE = re.compile(r"^(StatefulPartitionedCall|PartitionedCall|serving_default|Identity)[\w:]*$")
+
+
+def _scopes(name: str) -> list[list[str]]:
+    out = []
+    for part in name.split(";"):
+        part = part.split(":", 1)[0] if ":" in part.rsplit("/", 1)[-1] else part
+        if not part or _OPAQUE.match(part):
+            continue
+        comps = [c for c in part.split("/") if c]
+        if len(comps) > 1:
+            comps = comps[:-1]  # drop the TF op name, keep the layer scope
+        out.append(comps)
+    return out
+
+
+def _candidate(op: dict[str, Any], tensors: Sequence[Any]) -> list[str] | None:
+    for t in op["outputs"]:
+        if t >= 0:
+            scopes = _scopes(tensors[t].name)
+            if scopes:
+                return min(scopes, key=len)
+    for t in op["inputs"]:  # weights keep the layer scope even when outputs were renamed
+        if t >= 0 and tensors[t].buffer is not None:
+            scopes = _scopes(tensors[t].name)
+            if scopes:
+                return min(scopes, key=len)
+    return None
+
+
+def recover_layer_names(tensors: Sequence[Any], ops: Sequence[dict[str, Any]]) -> list[str]:
+    """One name per op: the recovered layer scope, or ``<op>_<index>`` if none is found."""
+    cands = [_candidate(op, tensors) for op in ops]
+    firsts = Counter(c[0] for c in cands if c and len(c) > 1)
+    named = sum(1 for c in cands if c)
+    model_scope = None
+    if firsts and named:
+        scope, n = firsts.most_common(1)[0]
+        if n >= 0.6 * named:
+            model_scope = scope
+    # Keras 3 traces layers under uniquified scopes (model `m` -> `m_1`, layer `conv` ->
+    # `conv_1`); the model scope's suffix tells which suffix to take off every component.
+    suffix = None
+    if model_scope:
+        m = _TRACE_SUFFIX.search(model_scope)
+        suffix = m.group(0) if m else None
+    names: list[str | None] = []
+    for c in cands:
+        if not c:
+            names.append(None)
+            continue
+        if model_scope and len(c) > 1 and c[0] == model_scope:
+            c = c[1:]
+        if suffix:
+            c = [p[: -len(suffix)] if p.endswith(suffix) and len(p) > len(suffix) else p for p in c]
+        names.append("/".join(c))
+    return [n or _from_neighbour(i, ops, names) for i, n in enumerate(names)]
+
+
+def _from_neighbour(i: int, ops: Sequence[dict[str, Any]], names: list[str | None]) -> str:
+    """An op with no named tensor (a fused activation renamed as the graph output) takes the
+    name of the op that produces its input: it is the tail of that layer."""
+    producer = {t: j for j, op in enumerate(ops) for t in op["outputs"] if t >= 0}
+    for t in ops[i]["inputs"]:
+        j = producer.get(t)
+        if j is not None and names[j]:
+            return names[j]
+    return f"{ops[i]['op'].lower()}_{ops[i]['index']}"

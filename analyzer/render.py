@@ -1,0 +1,107 @@
+"""Renderers: the same report as a terminal table, markdown, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+from analyzer.report import AnalysisReport
+
+FORMATS = ("table", "markdown", "json")
+
+
+def render(report: AnalysisReport, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n"
+    return _text(report.to_dict(), markdown=fmt == "markdown")
+
+
+def _size(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _count(n: int) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.2f}{suffix}"
+    return str(n)
+
+
+def _shape(shapes: list[list[int]]) -> str:
+    return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+
+
+def _text(d: dict[str, Any], markdown: bool) -> str:
+    fmt = "github" if markdown else "simple"
+    h = (lambda s: f"\n## {s}\n") if markdown else (lambda s: f"\n{s}\n{'=' * len(s)}")
+    s, m = d["summary"], d["model"]
+    out = [f"# {m['path']}" if markdown else m["path"]]
+    rt = s["runtime_version"]
+    q = s["quantization"]
+    peak = s["peak_activation_memory"] or {}
+    facts = [
+        ("size", _size(m["size_bytes"])),
+        ("format", f"{m['format']} (schema v{m['schema_version']})"),
+        ("ops", f"{s['ops']} in {s['subgraphs']} subgraph(s): "
+                + ", ".join(f"{k} {v}" for k, v in list(s["ops_by_kind"].items())[:8])
+                + (" ..." if len(s["ops_by_kind"]) > 8 else "")),
+        ("params", f"{s['params']:,}"),
+        ("MACs", f"{s['macs']:,} ({_count(s['macs'])})"),
+        ("weights", _size(s["weight_bytes"]) + " ("
+                    + ", ".join(f"{k} {_size(v)}" for k, v in s["weight_bytes_by_dtype"].items()) + ")"),
+        ("quantization", f"{q['scheme']} ({q['detail']})"),
+        ("peak activations", f"{_size(peak.get('bytes', 0))} (at op {peak.get('at_layer')})"),
+        ("min runtime", f"LiteRT {rt['minimum'] or 'unknown'}"
+                        + (f", set by {', '.join(rt['needed_by'][:3])}" if rt["needed_by"] else "")
+                        + (f"; model declares {rt['declared']}" if rt["declared"] else "")),
+    ]
+    for label, key in (("inputs", "inputs"), ("outputs", "outputs")):
+        facts.append((label, "; ".join(f"{t['name']} {t['dtype']}[{'x'.join(map(str, t.get('shape_signature', t['shape'])))}]"
+                                       for t in s[key])))
+    if d["signatures"]:
+        facts.append(("signatures", ", ".join(x["key"] for x in d["signatures"])))
+    if m["description"]:
+        facts.append(("description", m["description"]))
+    out.append(tabulate(facts, tablefmt="github" if markdown else "plain",
+                        headers=("", "") if markdown else ()))
+
+    out.append(h("Layers"))
+    rows = []
+    for lay in d["layers"]:
+        op = lay["op"] + (f" v{lay['version']}" if lay["version"] > 1 else "")
+        rows.append([f"{lay['subgraph']}:{lay['index']}" if s["subgraphs"] > 1 else lay["index"],
+                     lay["name"][:40], op, _shape(lay["output_shapes"]), _count(lay["params"]) if lay["params"] else "",
+                     _size(lay["weight_bytes"]) if lay["weight_bytes"] else "",
+                     _count(lay["macs"]) if lay["macs"] else "", _size(lay["output_bytes"]),
+                     ", ".join(lay["unsupported_on"]) or "-"])
+    out.append(tabulate(rows, headers=["#", "layer", "op", "output", "params", "weights", "MACs",
+                                       "out bytes", "unsupported on"], tablefmt=fmt))
+
+    out.append(h("Compatibility"))
+    rows = [[t["target"], t["name"], t["status"], f"{t['supported_ops']}/{t['judged_ops']}",
+             (t["partitioning"] or {}).get("partitions", "-"), t["consequence"]]
+            for t in d["compatibility"].values()]
+    out.append(tabulate(rows, headers=["target", "runtime", "status", "ops ok", "partitions", "what happens"],
+                        tablefmt=fmt, maxcolwidths=[None, 24, None, None, None, 70]))
+    for t in d["compatibility"].values():
+        if not t["unsupported"]:
+            continue
+        out.append(h(f"Unsupported on {t['target']} ({t['name']})"))
+        rows = []
+        for v in t["unsupported"][:50]:
+            rows.append([f"{v['subgraph']}:{v['index']}", v["name"][:32], f"{v['op']} v{v['version']}",
+                         "; ".join(f["reason"] for f in v["failures"])])
+        out.append(tabulate(rows, headers=["#", "layer", "op", "why"], tablefmt=fmt,
+                            maxcolwidths=[None, 32, None, 90]))
+        if len(t["unsupported"]) > 50:
+            out.append(f"... and {len(t['unsupported']) - 50} more (see --format json)")
+        if t["fixes"]:
+            out.append("fix: " + "\n     ".join(t["fixes"]) if not markdown
+                       else "\n".join(f"- fix: {f}" for f in t["fixes"]))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,94 @@
+"""Summary pass: what the model is, at a glance: ops by kind, I/O, quantization state."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer.cost import weight_inputs
+from analyzer.dtypes import FLOATS
+from analyzer.graph import LayerGraph, Tensor
+
+# Ops whose tensors are not the model's working precision (boundaries, shapes, indices).
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE", "CAST", "PACK", "STRIDED_SLICE", "RANGE",
+                 "ARG_MAX", "ARG_MIN", "GATHER", "WHILE", "IF", "CALL_ONCE", "LESS", "GREATER"}
+_COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
+                "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "EMBEDDING_LOOKUP"}
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the model is quantized: the scheme name and the dtypes behind it."""
+
+    scheme: str  # float | float16 | dynamic_range | full_int8 | int16x8 | weight_only | mixed
+    weight_dtypes: dict[str, int]  # dtype -> number of weight tensors
+    activation_dtypes: dict[str, int]  # dtype -> number of activation tensors of compute ops
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": self.scheme, "weight_dtypes": dict(self.weight_dtypes),
+                "activation_dtypes": dict(self.activation_dtypes), "detail": self.detail}
+
+
+def _io(graph: LayerGraph, tensors: tuple[int, ...]) -> list[dict[str, Any]]:
+    out = []
+    for i in tensors:
+        t: Tensor = graph.main.tensors[i]
+        d = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
+        if t.shape_signature is not None and t.shape_signature != t.shape:
+            d["shape_signature"] = list(t.shape_signature)
+        if t.quantization is not None and t.quantization.scale:
+            d["quantization"] = t.quantization.to_dict()
+        out.append(d)
+    return out
+
+
+def quantization_state(graph: LayerGraph) -> Quantization:
+    weights: Counter[str] = Counter()
+    acts: Counter[str] = Counter()
+    for layer in graph.layers():
+        if layer.op not in _COMPUTE_OPS:
+            continue
+        for _, w in weight_inputs(graph, layer):
+            if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") \
+                    and w.dtype == "int32":
+                continue  # quantized bias, follows the activations
+            weights[w.dtype] += 1
+        for t in graph.inputs_of(layer)[:1] + graph.outputs_of(layer):
+            if t is not None and t.buffer is None:
+                acts[t.dtype] += 1
+    return Quantization(_scheme(weights, acts), dict(weights), dict(acts), _detail(weights, acts))
+
+
+def _scheme(weights: Counter[str], acts: Counter[str]) -> str:
+    w, a = set(weights), set(acts)
+    if not w and not a:
+        return "float" if not a else "unknown"
+    if a <= FLOATS:
+        if w <= {"float32"}:
+            return "float"
+        if w <= {"float32", "float16"} and "float16" in w:
+            return "float16"
+        if w & {"int8", "int4", "uint8", "int2"}:
+            return "dynamic_range"
+        return "mixed"
+    if a <= {"int8", "uint8"}:
+        return "full_int8"
+    if a <= {"int16"}:
+        return "int16x8"
+    return "mixed"
+
+
+def _detail(weights: Counter[str], acts: Counter[str]) -> str:
+    w = ", ".join(f"{n} {d}" for d, n in weights.most_common())
+    a = ", ".join(f"{n} {d}" for d, n in acts.most_common())
+    return f"weights: {w or 'none'}; activations of compute ops: {a or 'none'}"
+
+
+def ops_by_kind(graph: LayerGraph) -> dict[str, int]:
+    return dict(Counter(layer.op for layer in graph.layers()).most_common())
+
+
+def model_io(graph: LayerGraph) -> dict[str, list[dict[str, Any]]]:
+    return {"inputs": _io(graph, graph.main.inputs), "outputs": _io(graph, graph.main.outputs)}

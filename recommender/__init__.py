@@ -1,0 +1,1 @@
+"""Recommender: turns analysis and search results into advice (issue 8)."""

@@ -1,0 +1,1 @@
+"""Search over per-layer compression configurations (issue 7)."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: test models built once with the real converter and cached on disk.
+
+Models are built in a subprocess (so TensorFlow never enters the test process, where a
+test checks that the .tflite path does not import it) into ``.test-models/<key>``; the
+key hashes the builders' source and the TensorFlow version, so a change rebuilds them.
+A file lock lets parallel workers share one build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import zoo  # noqa: E402  (imports no TensorFlow)
+
+
+def _cache_dir() -> Path:
+    h = hashlib.sha256((ROOT / "tests" / "zoo.py").read_bytes())
+    h.update(importlib.metadata.version("tensorflow").encode())
+    return ROOT / ".test-models" / h.hexdigest()[:16]
+
+
+def build_models(names: list[str]) -> Path:
+    out = _cache_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [n for n in names if not (out / f"{n}.tflite").exists()]
+        if missing:
+            script = ("import sys; from tests import zoo\n"
+                      "for n in sys.argv[2:]: zoo.write(n, f'{sys.argv[1]}/{n}.tflite')\n")
+            subprocess.run([sys.executable, "-c", script, str(out), *missing], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, Path]:
+    """name -> path of every model in tests/zoo.py's BUILDERS."""
+    names = [n for n in zoo.BUILDERS if n not in zoo.LARGE]
+    out = build_models(names)
+    return {n: out / f"{n}.tflite" for n in names}

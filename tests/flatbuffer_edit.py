@@ -1,0 +1,151 @@
+"""Edit and synthesise .tflite flatbuffers with the schema's object API (tests, benchmarks).
+
+- ``externalize_buffers``: move constant data after the flatbuffer (offset/size), the
+  layout the converter uses for models over 2 GB.
+- ``synthetic_fc_model``: a FULLY_CONNECTED chain with a chosen total weight size,
+  written in streaming fashion so a 1 GB model costs little memory to create.
+- ``corrupt``: a model whose op, tensor, buffer or subgraph indices point out of range.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+ALIGN = 16
+
+
+def unpack(data: bytes) -> fb.ModelT:
+    return fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def pack(model: fb.ModelT) -> bytes:
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _pad(n: int) -> int:
+    return (-n) % ALIGN
+
+
+def _layout(model: fb.ModelT, blobs: list[bytes | None]) -> bytes:
+    """Pack with buffer offsets pointing after the flatbuffer; returns flatbuffer + data."""
+    for buf, blob in zip(model.buffers, blobs):
+        if blob is not None:
+            buf.data, buf.offset, buf.size = None, 1 << 40, len(blob)  # placeholders, same width
+    head = pack(model)
+    pos = len(head) + _pad(len(head))
+    for buf, blob in zip(model.buffers, blobs):
+        if blob is not None:
+            buf.offset = pos
+            pos += len(blob) + _pad(len(blob))
+    head = pack(model)
+    out = bytearray(head + b"\0" * _pad(len(head)))
+    for blob in blobs:
+        if blob is not None:
+            out += blob + b"\0" * _pad(len(blob))
+    return bytes(out)
+
+
+def externalize_buffers(data: bytes) -> bytes:
+    """The same model with every non-empty buffer stored after the flatbuffer."""
+    model = unpack(data)
+    blobs = []
+    for buf in model.buffers:
+        raw = None if buf.data is None or len(buf.data) == 0 else np.asarray(buf.data, np.uint8).tobytes()
+        blobs.append(raw)
+    return _layout(model, blobs)
+
+
+def _tensor(name: str, shape: list[int], buffer: int = 0) -> fb.TensorT:
+    t = fb.TensorT()
+    t.name, t.shape, t.type, t.buffer = name, shape, fb.TensorType.FLOAT32, buffer
+    return t
+
+
+def synthetic_fc_model(path: str, weight_bytes: int, width: int = 4096, external: bool = False,
+                       seed: int = 0) -> int:
+    """Write a float32 FULLY_CONNECTED chain holding about ``weight_bytes`` of weights.
+
+    Weights are written chunk by chunk (external layout) or built inline; returns the
+    number of layers. Inline models over 2 GB are not possible (flatbuffer limit).
+    """
+    layer_bytes = width * width * 4
+    n_layers = max(1, weight_bytes // layer_bytes)
+    model = fb.ModelT()
+    model.version = 3
+    model.description = "synthetic FC chain"
+    code = fb.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.FULLY_CONNECTED
+    code.version = 1
+    model.operatorCodes = [code]
+    sg = fb.SubGraphT()
+    sg.tensors, sg.operators = [_tensor("input", [1, width])], []
+    model.buffers = [fb.BufferT()]
+    for i in range(n_layers):
+        model.buffers.append(fb.BufferT())
+        w = _tensor(f"model/dense_{i}/MatMul", [width, width], len(model.buffers) - 1)
+        sg.tensors += [w, _tensor(f"model/dense_{i}/MatMul;model/dense_{i}/Relu", [1, width])]
+        op = fb.OperatorT()
+        op.opcodeIndex = 0
+        op.inputs = [len(sg.tensors) - 3 if i else 0, len(sg.tensors) - 2, -1]
+        op.outputs = [len(sg.tensors) - 1]
+        op.builtinOptionsType = fb.BuiltinOptions.FullyConnectedOptions
+        op.builtinOptions = fb.FullyConnectedOptionsT()
+        op.builtinOptions.fusedActivationFunction = fb.ActivationFunctionType.RELU
+        sg.operators.append(op)
+    sg.inputs, sg.outputs = [0], [len(sg.tensors) - 1]
+    model.subgraphs = [sg]
+    rng = np.random.default_rng(seed)
+    chunk = rng.normal(0, 0.01, width * width).astype(np.float32)
+    if external:
+        for buf in model.buffers[1:]:
+            buf.offset, buf.size = 1 << 40, layer_bytes
+        head = pack(model)
+        pos = len(head) + _pad(len(head))
+        for buf in model.buffers[1:]:
+            buf.offset = pos
+            pos += layer_bytes + _pad(layer_bytes)
+        head = pack(model)
+        with open(path + ".tmp", "wb") as f:
+            f.write(head + b"\0" * _pad(len(head)))
+            for _ in model.buffers[1:]:
+                f.write(chunk.tobytes())
+    else:
+        for buf in model.buffers[1:]:
+            buf.data = chunk.view(np.uint8)
+        with open(path + ".tmp", "wb") as f:
+            f.write(pack(model))
+    os.replace(path + ".tmp", path)
+    return n_layers
+
+
+def corrupt(data: bytes, what: str) -> bytes:
+    """A copy of the model with one index out of range: tensor, buffer, opcode or subgraph."""
+    model = unpack(data)
+    sg = model.subgraphs[0]
+    if what == "tensor":
+        sg.operators[0].inputs[0] = len(sg.tensors) + 7
+    elif what == "buffer":
+        sg.tensors[0].buffer = len(model.buffers) + 7
+    elif what == "opcode":
+        sg.operators[0].opcodeIndex = len(model.operatorCodes) + 7
+    elif what == "subgraph":
+        for op in (o for s in model.subgraphs for o in s.operators):
+            if op.builtinOptionsType == fb.BuiltinOptions.WhileOptions:
+                op.builtinOptions.bodySubgraphIndex = len(model.subgraphs) + 7
+                break
+        else:
+            raise ValueError("corrupt(subgraph) needs a model with a WHILE op")
+    elif what == "signature":
+        model.signatureDefs[0].subgraphIndex = len(model.subgraphs) + 7
+    elif what == "buffer_offset":  # external weights cut short
+        ext = externalize_buffers(data)
+        return ext[: len(ext) - 1024]
+    else:
+        raise ValueError(what)
+    return pack(model)

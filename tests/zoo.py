@@ -1,0 +1,240 @@
+"""Small models built in code with the real TFLite converter (tests, demo, benchmarks).
+
+Each builder returns the ``.tflite`` bytes. TensorFlow is imported inside the builders
+only, so importing this module is cheap. ``python -m tests.zoo NAME OUT`` writes one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def cnn_keras():
+    """A small functional CNN (Keras 3) with the layer kinds mobile models use."""
+    import keras
+
+    inp = keras.Input(INPUT_SHAPE, name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="stem_conv")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw_conv")(x)
+    x = keras.layers.Conv2D(16, 1, activation="relu", name="pw_conv")(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", name="branch_conv")(x)
+    x = keras.layers.Add(name="residual_add")([x, y])
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", name="upsample")(x)
+    x = keras.layers.AveragePooling2D(2, name="avg_pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    out = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
+    model = keras.Model(inp, out, name="zoo_cnn")
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # deterministic, non-trivial weights
+        w.assign(rng.normal(0, 0.2, w.shape).astype("float32"))
+    return model
+
+
+def representative(n: int = 16, shape=INPUT_SHAPE, seed: int = 1):
+    rng = np.random.default_rng(seed)
+
+    def gen():
+        for _ in range(n):
+            yield [rng.uniform(0, 1, (1, *shape)).astype("float32")]
+
+    return gen
+
+
+def _convert_keras(model, configure: Callable | None = None) -> bytes:
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if configure:
+        configure(conv, tf)
+    return conv.convert()
+
+
+def float_cnn() -> bytes:
+    return _convert_keras(cnn_keras())
+
+
+def dynamic_range_cnn() -> bytes:
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+    return _convert_keras(cnn_keras(), cfg)
+
+
+def float16_cnn() -> bytes:
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.target_spec.supported_types = [tf.float16]
+    return _convert_keras(cnn_keras(), cfg)
+
+
+def int8_cnn() -> bytes:
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = representative()
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        c.inference_input_type = tf.int8
+        c.inference_output_type = tf.int8
+    return _convert_keras(cnn_keras(), cfg)
+
+
+def int16x8_cnn() -> bytes:
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = representative()
+        c.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return _convert_keras(cnn_keras(), cfg)
+
+
+def mlp_keras():
+    import keras
+
+    inp = keras.Input((64,), name="features")
+    x = keras.layers.Dense(48, activation="relu", name="hidden1")(inp)
+    x = keras.layers.Dense(24, activation="tanh", name="hidden2")(x)
+    out = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, out, name="zoo_mlp")
+
+
+def mlp() -> bytes:
+    return _convert_keras(mlp_keras())
+
+
+def _convert_function(fn, *, select_tf_ops: bool = False, custom_ops: bool = False) -> bytes:
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    if select_tf_ops:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    conv.allow_custom_ops = custom_ops
+    return conv.convert()
+
+
+def select_tf_ops() -> bytes:
+    """A model whose MatrixInverse only runs with the Flex delegate (SELECT_TF_OPS)."""
+    tf = _tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32, name="matrix")])
+    def invert(m):
+        return tf.nn.relu(tf.linalg.inv(m) + 1.0)
+
+    return _convert_function(invert, select_tf_ops=True)
+
+
+def custom_op() -> bytes:
+    """A model with a custom op (allow_custom_ops): MatrixInverse with no kernel."""
+    tf = _tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32, name="matrix")])
+    def invert(m):
+        return tf.linalg.inv(m) * 2.0
+
+    return _convert_function(invert, custom_ops=True)
+
+
+def control_flow() -> bytes:
+    """A WHILE loop and an IF: the model has several subgraphs."""
+    tf = _tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x"),
+                                  tf.TensorSpec([], tf.int32, name="steps")])
+    def loop(x, steps):
+        i = tf.constant(0)
+        w = tf.constant(np.linspace(-1, 1, 64, dtype="float32").reshape(8, 8))
+
+        def body(i, x):
+            return i + 1, tf.tanh(tf.matmul(x, w))
+
+        _, y = tf.while_loop(lambda i, x: i < steps, body, [i, x])
+        return tf.cond(tf.reduce_sum(y) > 0, lambda: y * 2.0, lambda: y - 1.0)
+
+    return _convert_function(loop)
+
+
+def two_signatures() -> bytes:
+    """A model with two signatures: encode and decode."""
+    tf = _tf()
+
+    class Codec(tf.Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(3)
+            self.w = tf.Variable(rng.normal(size=(16, 4)).astype("float32"))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="x")])
+        def encode(self, x):
+            return {"code": tf.nn.relu(tf.matmul(x, self.w))}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="code")])
+        def decode(self, code):
+            return {"x": tf.matmul(code, self.w, transpose_b=True)}
+
+    m = Codec()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions(
+        [m.encode.get_concrete_function(), m.decode.get_concrete_function()], m)
+    return conv.convert()
+
+
+def mobilenet_v2(alpha: float = 1.0, size: int = 224) -> bytes:
+    """keras.applications MobileNetV2 with random weights (no download), converted float."""
+    import keras
+
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None)
+    return _convert_keras(model)
+
+
+def demo_mobilenet_v2() -> bytes:
+    """The demo model: a small MobileNetV2 (alpha 0.35, 96x96), full int8."""
+    import keras
+
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None)
+
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = representative(8, (96, 96, 3))
+    return _convert_keras(model, cfg)
+
+
+BUILDERS: dict[str, Callable[[], bytes]] = {
+    "float_cnn": float_cnn,
+    "dynamic_range_cnn": dynamic_range_cnn,
+    "float16_cnn": float16_cnn,
+    "int8_cnn": int8_cnn,
+    "int16x8_cnn": int16x8_cnn,
+    "mlp": mlp,
+    "select_tf_ops": select_tf_ops,
+    "custom_op": custom_op,
+    "control_flow": control_flow,
+    "two_signatures": two_signatures,
+    "demo_mobilenet_v2": demo_mobilenet_v2,
+    "mobilenet_v2": mobilenet_v2,
+}
+# Built on demand by benchmarks only (too slow for every test run).
+LARGE = {"mobilenet_v2"}
+
+
+def write(name: str, out: str) -> None:
+    data = BUILDERS[name]()
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in BUILDERS:
+        sys.exit(f"usage: python -m tests.zoo {{{','.join(BUILDERS)}}} OUT.tflite")
+    write(sys.argv[1], sys.argv[2])
