@@ -54,11 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from analyzer.export import export_graph
+    from analyzer.export import export_graph, graph_format
     from analyzer.output import write_atomic
     from analyzer.render import render
     from analyzer.report import analyze
 
+    if args.graph:
+        graph_format(args.graph)  # a usage error before reading a possibly large model
     report = analyze(args.model, args.target)
     text = render(report, args.format)
     if args.graph:

@@ -94,25 +94,39 @@ def resolve_targets(spec: str | Sequence[str] | None) -> list[str]:
     return names
 
 
+# Ops that turn a constant into a runtime tensor once, at load: their outputs are as good as
+# constant weights to a delegate (float16 / int8 weight storage, sparse weights).
+_WEIGHT_DECODERS = ("DEQUANTIZE", "DENSIFY")
+
+
+def static_tensors(graph: LayerGraph, subgraph: int) -> frozenset[int]:
+    """Tensors of ``subgraph`` that are constants decoded at load time (DEQUANTIZE of a constant)."""
+    sg = graph.subgraphs[subgraph]
+    return frozenset(t for layer in sg.layers if layer.op in _WEIGHT_DECODERS
+                     and layer.inputs and layer.inputs[0] >= 0 and sg.tensors[layer.inputs[0]].is_constant
+                     for t in layer.outputs if t >= 0)
+
+
 def analyze_compatibility(graph: LayerGraph, targets: Sequence[str] | None = None) -> CompatibilityResult:
-    views = {layer.key: OpView.of(graph, layer) for layer in graph.layers()}
+    static = {sg.index: static_tensors(graph, sg.index) for sg in graph.subgraphs}
+    views = {layer.key: OpView.of(graph, layer, static[layer.subgraph]) for layer in graph.layers()}
     reports = [_report(graph, load_table(t), views) for t in resolve_targets(targets)]
     return CompatibilityResult(tuple(reports))
 
 
 def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> TargetReport:
-    judged, unsupported, supported_keys = 0, [], set()
+    judged, failures_of = 0, {}
     for layer in graph.layers():
         view = views[layer.key]
         if not table.judges(view):
             continue
         judged += 1
-        failures = table.check(view)
-        if failures:
-            unsupported.append(OpVerdict(layer.subgraph, layer.index, layer.name, layer.op,
-                                         layer.version, tuple(_dedupe(failures))))
-        else:
-            supported_keys.add(layer.key)
+        failures_of[layer.key] = _dedupe(table.check(view))
+    _follow_consumers(graph, table, views, failures_of)
+    unsupported = [OpVerdict(layer.subgraph, layer.index, layer.name, layer.op, layer.version,
+                             tuple(failures_of[layer.key]))
+                   for layer in graph.layers() if failures_of.get(layer.key)]
+    supported_keys = {k for k, f in failures_of.items() if not f}
     part = _partition(graph, table, supported_keys) if table.fallback else None
     status = _status(table, judged, len(unsupported), part)
     return TargetReport(
@@ -122,6 +136,27 @@ def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> 
         partitioning=part, fixes=tuple(_fixes(unsupported)),
         source=tuple(dict(s) for s in table.source),
     )
+
+
+def _follow_consumers(graph: LayerGraph, table: TargetTable, views: dict[str, OpView],
+                      failures_of: dict[str, list[Failure]]) -> None:
+    """An op whose table entry says ``follows_consumers`` (a delegate absorbs a weight
+    DEQUANTIZE only together with its readers) stays on CPU if any reader does."""
+    for sg in graph.subgraphs:
+        consumers = graph.consumers(sg.index)
+        for layer in reversed(sg.layers):  # readers come later in execution order
+            entry = (table.builtin or {}).get(layer.op, {})
+            if entry.get("follows_consumers") != "const_input" or failures_of.get(layer.key):
+                continue
+            view = views[layer.key]
+            if not (view.inputs and view.inputs[0] is not None and view.inputs[0].const):
+                continue
+            readers = [c for t in layer.outputs if t >= 0 for c in consumers.get(t, [])]
+            bad = [c for c in readers if failures_of.get(c.key)]
+            if bad:
+                failures_of[layer.key] = [Failure(
+                    f"{layer.op} of a constant is absorbed only with its readers, and "
+                    f"{bad[0].op} ({bad[0].name}) runs on {table.fallback or 'no target'}")]
 
 
 def _dedupe(failures: list[Failure]) -> list[Failure]:

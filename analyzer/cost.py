@@ -227,13 +227,13 @@ def weight_inputs(graph: LayerGraph, layer: Layer,
 def analyze_cost(graph: LayerGraph) -> CostResult:
     """Per-layer and total cost of every subgraph's layers."""
     rows = []
-    seen: dict[tuple[int, int], Tensor] = {}
+    seen: dict[object, Tensor] = {}  # keyed by buffer: a weight two subgraphs share counts once
     producers = {sg.index: graph.producers(sg.index) for sg in graph.subgraphs}
     for layer in graph.layers():
         ins, outs = graph.inputs_of(layer), graph.outputs_of(layer)
         weights = weight_inputs(graph, layer, producers[layer.subgraph])
         for t, tensor in weights:
-            seen[(layer.subgraph, tensor.index)] = tensor
+            seen[tensor.buffer] = tensor
         rows.append(LayerCost(
             subgraph=layer.subgraph, index=layer.index, name=layer.name, op=layer.op,
             input_shapes=tuple(t.shape for t in ins if t is not None and t.buffer is None),

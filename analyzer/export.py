@@ -20,12 +20,18 @@ def export_graph(graph: LayerGraph, path: str, *, protect: str | None = None) ->
     Raises UsageError for another extension and OutputError if ``path`` is the model itself
     (``protect``) or cannot be written.
     """
+    ext = graph_format(path)
+    text = to_graphml(graph) if ext == ".graphml" else to_dot(graph)
+    write_atomic(path, text, protect=protect)
+
+
+def graph_format(path: str) -> str:
+    """The export format of ``path`` from its extension; raises UsageError if unknown."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in GRAPH_FORMATS:
         raise UsageError(f"--graph {path}: unknown graph format {ext or '(none)'!r} "
                          f"(expected {', '.join(GRAPH_FORMATS)})")
-    text = to_graphml(graph) if ext == ".graphml" else to_dot(graph)
-    write_atomic(path, text, protect=protect)
+    return ext
 
 
 def to_graphml(graph: LayerGraph) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from analyzer import __version__
 from analyzer.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
 from analyzer.cost import CostResult, analyze_cost
-from analyzer.graph import LayerGraph
+from analyzer.graph import LayerGraph, Tensor
 from analyzer.readers import read
 from analyzer.runtime_version import RuntimeVersion, minimum_runtime
 from analyzer.summary import Quantization, model_io, ops_by_kind, quantization_state
@@ -48,6 +48,9 @@ class AnalysisReport:
         for row, layer in zip(self.cost.layers, g.layers()):
             d = row.to_dict()
             d.update(version=layer.version, kind=layer.kind,
+                     inputs=[_tensor_dict(t) if t is not None else None for t in g.inputs_of(layer)],
+                     outputs=[_tensor_dict(t) for t in g.outputs_of(layer)],
+                     options=_jsonable(dict(layer.options)),
                      unsupported_on=bad.get((layer.subgraph, layer.index), []))
             if layer.flex_op:
                 d["flex_op"] = layer.flex_op
@@ -84,6 +87,25 @@ class AnalysisReport:
             "layers": layers,
             "compatibility": self.compatibility.to_dict(),
         }
+
+
+def _tensor_dict(t: Tensor) -> dict[str, Any]:
+    d = t.to_dict()
+    q = t.quantization
+    if q is not None and len(q.scale) > 8:  # per-channel: summarise, the full list can be huge
+        d["quantization"] = {"channels": len(q.scale), "axis": q.axis,
+                             "scale_min": min(q.scale), "scale_max": max(q.scale)}
+    return d
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def analyze_graph(graph: LayerGraph, targets: Sequence[str] | str | None = None) -> AnalysisReport:

@@ -37,8 +37,8 @@ class TensorView:
         return len(self.shape)
 
     @classmethod
-    def of(cls, t: Tensor) -> TensorView:
-        return cls(t.dtype, t.shape, t.is_constant, t.quantization, t.shape_signature)
+    def of(cls, t: Tensor, static: bool = False) -> TensorView:
+        return cls(t.dtype, t.shape, t.is_constant or static, t.quantization, t.shape_signature)
 
     @classmethod
     def from_case(cls, d: Mapping[str, Any]) -> TensorView | None:
@@ -69,10 +69,12 @@ class OpView:
     flex_op: str | None = None
 
     @classmethod
-    def of(cls, graph: LayerGraph, layer: Layer) -> OpView:
+    def of(cls, graph: LayerGraph, layer: Layer, static: frozenset[int] = frozenset()) -> OpView:
+        """The view of ``layer``; tensors in ``static`` (indices in its subgraph) count as constant."""
         return cls(
             op=layer.op, kind=layer.kind, version=layer.version,
-            inputs=tuple(TensorView.of(t) if t is not None else None for t in graph.inputs_of(layer)),
+            inputs=tuple(TensorView.of(t, t.index in static) if t is not None else None
+                         for t in graph.inputs_of(layer)),
             outputs=tuple(TensorView.of(t) for t in graph.outputs_of(layer)),
             options=layer.options, custom_code=layer.custom_code, flex_op=layer.flex_op,
         )
@@ -292,7 +294,8 @@ def _tensor_problem(kind: str, c: Mapping[str, Any], t: TensorView) -> str | Non
         return None if (not per_channel or c.get("allowed", True)) else "is per-channel quantized (not supported)"
     if kind == "static_shape":
         sig = t.shape_signature
-        return None if sig is None or all(d >= 0 for d in sig) else f"has dynamic shape {list(sig)}"
+        dims = sig[1:] if c.get("ignore_batch") and sig else sig
+        return None if dims is None or all(d >= 0 for d in dims) else f"has dynamic shape {list(sig)}"
     return None
 
 

@@ -1,0 +1,161 @@
+"""The .tflite reader against the real converter's output and the LiteRT interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from analyzer.readers import read
+from tests.conftest import ROOT
+from tests.flatbuffer_edit import externalize_buffers, synthetic_fc_model
+
+MODELS = ["float_cnn", "dynamic_range_cnn", "float16_cnn", "int8_cnn", "int16x8_cnn", "mlp",
+          "select_tf_ops", "custom_op", "control_flow", "two_signatures", "demo_mobilenet_v2"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_ops_and_tensors_agree_with_interpreter(models, name):
+    graph = read(models[name])
+    it = Interpreter(model_path=str(models[name]))
+    ops = it._get_ops_details()
+    layers = graph.main.layers
+    assert [layer.op for layer in layers] == [o["op_name"] for o in ops]
+    for layer, o in zip(layers, ops):
+        assert list(layer.inputs) == o["inputs"].tolist()
+        assert list(layer.outputs) == o["outputs"].tolist()
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    for t in graph.main.tensors:
+        d = details.get(t.index)
+        if d is None:
+            continue
+        assert t.name == d["name"]
+        assert tuple(d["shape"].tolist()) == t.shape
+        assert tuple(d["shape_signature"].tolist()) == (t.shape_signature or t.shape)
+        assert np.dtype(d["dtype"]).name == t.dtype or (t.dtype, np.dtype(d["dtype"]).name) == ("bool", "bool")
+        qp = d["quantization_parameters"]
+        if t.quantization is not None and t.quantization.scale:
+            np.testing.assert_allclose(qp["scales"], t.quantization.scale, rtol=1e-6)
+            assert qp["zero_points"].tolist() == list(t.quantization.zero_point)
+            assert qp["quantized_dimension"] == t.quantization.axis
+        else:
+            assert len(qp["scales"]) == 0
+
+
+def test_constants_are_views_of_the_file_not_copies(models):
+    graph = read(models["float_cnn"])
+    it = Interpreter(model_path=str(models["float_cnn"]))
+    checked = 0
+    for t in graph.main.tensors:
+        if t.is_constant and t.dtype == "float32":
+            view = graph.constant(t)
+            assert not view.flags.owndata and not view.flags.writeable
+            np.testing.assert_array_equal(view, it.get_tensor(t.index))
+            checked += 1
+    assert checked >= 10
+
+
+def test_keras_layer_names_recovered(models):
+    names = {layer.name for layer in read(models["float_cnn"]).main.layers}
+    assert {"stem_conv", "dw_conv", "pw_conv", "branch_conv", "residual_add", "pool", "upsample",
+            "avg_pool", "flatten", "fc1", "classifier"} <= names
+
+
+def test_flex_op_named_by_its_tensorflow_op(models):
+    layer = read(models["select_tf_ops"]).main.layers[0]
+    assert (layer.kind, layer.op, layer.flex_op) == ("flex", "FlexMatrixInverse", "MatrixInverse")
+    assert "adjoint" in layer.options["attrs"]  # decoded from the NodeDef in custom options
+
+
+def test_custom_op(models):
+    layer = read(models["custom_op"]).main.layers[0]
+    assert (layer.kind, layer.custom_code, layer.builtin_code) == ("custom", "MatrixInverse", None)
+
+
+def test_control_flow_subgraphs(models):
+    graph = read(models["control_flow"])
+    assert len(graph.subgraphs) == 5
+    ops = {layer.op: layer for layer in graph.main.layers}
+    assert ops["WHILE"].called_subgraphs and ops["IF"].called_subgraphs
+    called = set(ops["WHILE"].called_subgraphs + ops["IF"].called_subgraphs)
+    assert called == {1, 2, 3, 4}
+    body = graph.subgraphs[ops["WHILE"].options["body_subgraph_index"]]
+    assert "FULLY_CONNECTED" in {layer.op for layer in body.layers}
+
+
+def test_signatures_agree_with_interpreter(models):
+    graph = read(models["two_signatures"])
+    sigs = Interpreter(model_path=str(models["two_signatures"])).get_signature_list()
+    assert {s.key: (sorted(s.inputs), sorted(s.outputs)) for s in graph.signatures} == \
+        {k: (sorted(v["inputs"]), sorted(v["outputs"])) for k, v in sigs.items()}
+
+
+def test_metadata_and_version(models):
+    graph = read(models["float_cnn"])
+    assert graph.info.schema_version == 3
+    assert graph.info.metadata["min_runtime_version"].count(".") == 2
+    assert "CONVERSION_METADATA" in graph.info.metadata
+
+
+def test_options_decoded(models):
+    conv = read(models["float_cnn"]).main.layers[0]
+    assert conv.op == "CONV_2D"
+    assert conv.options["stride_w"] == 2 and conv.options["padding"] == "SAME"
+    assert conv.options["fused_activation_function"] == "RELU"
+
+
+def test_int8_per_channel_weights(models):
+    graph = read(models["int8_cnn"])
+    conv = graph.main.layers[0]
+    w = graph.tensor(0, conv.inputs[1])
+    assert w.dtype == "int8" and w.quantization.per_channel and w.quantization.axis == 0
+    assert len(w.quantization.scale) == w.shape[0]
+
+
+def test_external_buffers(models, tmp_path):
+    path = tmp_path / "external.tflite"
+    path.write_bytes(externalize_buffers(models["float_cnn"].read_bytes()))
+    graph, ref = read(path), read(models["float_cnn"])
+    consts = [t for t in graph.main.tensors if t.is_constant]
+    assert consts and all(t.buffer.external for t in consts)
+    for t in consts:
+        np.testing.assert_array_equal(graph.constant(t), ref.constant(ref.main.tensors[t.index]))
+    # and the real interpreter agrees the file is valid
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    it.invoke()
+
+
+def test_reader_never_imports_tensorflow(models):
+    code = (
+        "import sys\n"
+        "from analyzer.cli import main\n"
+        f"rc = main([{str(models['int8_cnn'])!r}, '--format', 'json', '--output', '/dev/null'])\n"
+        "assert rc == 0, rc\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_large_model_is_memory_mapped(tmp_path):
+    """256 MB of weights analyzed without reading them: RSS grows far less than the file."""
+    path = tmp_path / "big.tflite"
+    synthetic_fc_model(str(path), 256 << 20, width=2048)
+    code = (
+        "import resource, sys, json\n"
+        "from analyzer.report import analyze\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"r = analyze({str(path)!r})\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps([r.cost.params, (after - before) * 1024]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    params, grown = json.loads(out.stdout)
+    assert params == 64 * 2048 * 2048
+    assert grown < 32 << 20, f"analysis grew RSS by {grown >> 20} MiB for a 256 MiB model"
