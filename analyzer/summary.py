@@ -11,8 +11,7 @@ from analyzer.dtypes import FLOATS
 from analyzer.graph import LayerGraph, Tensor
 
 # Ops whose tensors are not the model's working precision (boundaries, shapes, indices).
-_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE", "CAST", "PACK", "STRIDED_SLICE", "RANGE",
-                 "ARG_MAX", "ARG_MIN", "GATHER", "WHILE", "IF", "CALL_ONCE", "LESS", "GREATER"}
+_INDEX_TYPES = {"int32", "int64", "bool"}  # shapes, indices, quantized biases
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
                 "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "EMBEDDING_LOOKUP"}
 
@@ -51,12 +50,10 @@ def quantization_state(graph: LayerGraph) -> Quantization:
         if layer.op not in _COMPUTE_OPS:
             continue
         for _, w in weight_inputs(graph, layer):
-            if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") \
-                    and w.dtype == "int32":
-                continue  # quantized bias, follows the activations
-            weights[w.dtype] += 1
-        for t in graph.inputs_of(layer)[:1] + graph.outputs_of(layer):
-            if t is not None and t.buffer is None:
+            if w.dtype not in _INDEX_TYPES:  # int32/int64 biases follow the activations
+                weights[w.dtype] += 1
+        for t in graph.inputs_of(layer) + graph.outputs_of(layer):
+            if t is not None and t.buffer is None and t.dtype not in _INDEX_TYPES:
                 acts[t.dtype] += 1
     return Quantization(_scheme(weights, acts), dict(weights), dict(acts), _detail(weights, acts))
 

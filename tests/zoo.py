@@ -39,9 +39,13 @@ def cnn_keras():
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
     out = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
-    model = keras.Model(inp, out, name="zoo_cnn")
-    rng = np.random.default_rng(0)
-    for w in model.weights:  # deterministic, non-trivial weights
+    return _randomized(keras.Model(inp, out, name="zoo_cnn"))
+
+
+def _randomized(model, seed: int = 0):
+    """Deterministic non-zero weights (the converter drops all-zero biases)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
         w.assign(rng.normal(0, 0.2, w.shape).astype("float32"))
     return model
 
@@ -107,7 +111,7 @@ def mlp_keras():
     x = keras.layers.Dense(48, activation="relu", name="hidden1")(inp)
     x = keras.layers.Dense(24, activation="tanh", name="hidden2")(x)
     out = keras.layers.Dense(10, name="logits")(x)
-    return keras.Model(inp, out, name="zoo_mlp")
+    return _randomized(keras.Model(inp, out, name="zoo_mlp"))
 
 
 def mlp() -> bytes:
