@@ -198,12 +198,15 @@ def _consequence(table: TargetTable, judged: int, unsupported: list[OpVerdict],
     text = (f"{judged - n_bad} of {judged} ops supported; the main graph splits into "
             f"{part.partitions} delegate partition(s); {part.cpu_ops} op(s) run on "
             f"{table.fallback.upper()}")
-    if part.max_partitions is not None and part.partitions > part.max_partitions:
+    if table.partitioning.get("mode") == "first_run":
+        text = (f"{judged - n_bad} of {judged} ops supported; {part.delegated_ops} run on {table.name} "
+                f"in one compiled segment, {part.cpu_ops} on {table.fallback.upper()}")
+    elif part.max_partitions is not None and part.partitions > part.max_partitions:
         text += (f" (only the largest {part.max_partitions} partition(s) are delegated by default, "
                  f"{part.delegated_ops} ops; each boundary costs a tensor copy and a sync)")
     elif part.partitions > 1:
         text += " (each partition boundary costs a tensor copy and a sync)"
-    note = table.partitioning.get("note") if table.partitioning.get("mode") == "prefix" else None
+    note = table.partitioning.get("note") if table.partitioning.get("mode") == "first_run" else None
     return text + (f"; {note}" if note else "")
 
 
@@ -211,10 +214,11 @@ def _partition(graph: LayerGraph, table: TargetTable, supported: set[str]) -> Pa
     layers = graph.main.layers
     flags = [layer.key in supported for layer in layers]
     limit = table.partitioning.get("max_partitions")
-    if table.partitioning.get("mode") == "prefix":
-        # The compiler maps ops up to the first unsupported one; the rest runs on CPU.
-        first_bad = flags.index(False) if False in flags else len(flags)
-        delegated = first_bad
+    if table.partitioning.get("mode") == "first_run":
+        # One run of supported ops in execution order is compiled; everything else is CPU.
+        start = flags.index(True) if True in flags else len(flags)
+        end = flags.index(False, start) if False in flags[start:] else len(flags)
+        delegated = end - start
         return Partitioning(1 if delegated else 0, delegated, limit, len(layers) - delegated)
     subsets = partition_subsets(graph, flags)
     sizes = sorted((len(s) for kind, s in subsets if kind), reverse=True)

@@ -15,33 +15,55 @@ from collections.abc import Sequence
 from typing import Any
 
 _TRACE_SUFFIX = re.compile(r"_\d+$")
+_AUX_OP = re.compile(r"^(Pad|MirrorPad|PadV2|Relu6?|LeakyRelu|Elu|Sigmoid|Tanh|Squeeze|ExpandDims|"
+                     r"Identity|Reshape|mul|add|sub|Rsqrt)(_?\d+)?$")
+_WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
+               "EMBEDDING_LOOKUP"}
 _OPAQUE = re.compile(r"^(StatefulPartitionedCall|PartitionedCall|serving_default|Identity)[\w:]*$")
 
 
 def _scopes(name: str) -> list[list[str]]:
-    out = []
-    for part in name.split(";"):
+    """Layer scopes of a tensor name, primary op first.
+
+    A fused op's output joins its source ops' names, activation first and the op that
+    defines the layer (convolution, MatMul) last: ``c_relu/Relu6;c_bn/mul;c/convolution``
+    names layer ``c``; so parts are returned last to first. Parts without a scope
+    (``arith.constant``, a bare ``1``) are dropped when scoped ones exist.
+    """
+    out, aux = [], []
+    for part in reversed(name.split(";")):
         part = part.split(":", 1)[0] if ":" in part.rsplit("/", 1)[-1] else part
         if not part or _OPAQUE.match(part):
             continue
         comps = [c for c in part.split("/") if c]
         if len(comps) > 1:
-            comps = comps[:-1]  # drop the TF op name, keep the layer scope
-        out.append(comps)
-    return out
+            # drop the TF op name, keep the layer scope; fused helpers (a padding, an
+            # activation, batchnorm arithmetic) rank after the op that defines the layer
+            is_aux = _AUX_OP.match(comps[-1]) or "batchnorm" in comps
+            (aux if is_aux else out).append(comps[:-1] if comps[-2] != "batchnorm" else comps[:-2])
+        elif comps and not comps[0].isdigit():
+            aux.append(comps)
+    return out + aux
 
 
 def _candidate(op: dict[str, Any], tensors: Sequence[Any]) -> list[str] | None:
+    # A layer's weights are named after it alone, while its output may carry fused
+    # neighbours (a ZeroPadding before a strided depthwise conv): weights first.
+    ins = op["inputs"]
+    if op["op"] in _WEIGHT_OPS and len(ins) > 1 and ins[1] >= 0 and tensors[ins[1]].buffer is not None:
+        scopes = [c for c in _scopes(tensors[ins[1]].name) if len(c) > 1]
+        if scopes:
+            return scopes[0]
     for t in op["outputs"]:
         if t >= 0:
             scopes = _scopes(tensors[t].name)
             if scopes:
-                return min(scopes, key=len)
+                return scopes[0]
     for t in op["inputs"]:  # weights keep the layer scope even when outputs were renamed
         if t >= 0 and tensors[t].buffer is not None:
             scopes = _scopes(tensors[t].name)
             if scopes:
-                return min(scopes, key=len)
+                return scopes[0]
     return None
 
 
@@ -71,13 +93,14 @@ def recover_layer_names(tensors: Sequence[Any], ops: Sequence[dict[str, Any]]) -
         if suffix:
             c = [p[: -len(suffix)] if p.endswith(suffix) and len(p) > len(suffix) else p for p in c]
         names.append("/".join(c))
-    return [n or _from_neighbour(i, ops, names) for i, n in enumerate(names)]
+    producer = {t: j for j, op in enumerate(ops) for t in op["outputs"] if t >= 0}
+    return [n or _from_neighbour(i, ops, names, producer) for i, n in enumerate(names)]
 
 
-def _from_neighbour(i: int, ops: Sequence[dict[str, Any]], names: list[str | None]) -> str:
+def _from_neighbour(i: int, ops: Sequence[dict[str, Any]], names: list[str | None],
+                    producer: dict[int, int]) -> str:
     """An op with no named tensor (a fused activation renamed as the graph output) takes the
     name of the op that produces its input: it is the tail of that layer."""
-    producer = {t: j for j, op in enumerate(ops) for t in op["outputs"] if t >= 0}
     for t in ops[i]["inputs"]:
         j = producer.get(t)
         if j is not None and names[j]:
