@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 
-import networkx as nx
-
 from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.output import write_atomic
@@ -35,6 +33,8 @@ def graph_format(path: str) -> str:
 
 
 def to_graphml(graph: LayerGraph) -> str:
+    import networkx as nx
+
     buf = io.BytesIO()
     nx.write_graphml(graph.nx, buf)
     return buf.getvalue().decode("utf-8")

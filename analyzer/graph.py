@@ -12,12 +12,14 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
 from analyzer.dtypes import nbytes, numpy_dtype
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -243,14 +245,16 @@ class LayerGraph:
         return arr.reshape(tensor.shape) if count == tensor.elements else arr
 
     @property
-    def nx(self) -> nx.MultiDiGraph:
+    def nx(self) -> "nx.MultiDiGraph":
         """Bipartite graph of op nodes (``op:s:i``) and tensor nodes (``t:s:i``)."""
         if self._nx is None:
             object.__setattr__(self, "_nx", _build_nx(self))
         return self._nx
 
 
-def _build_nx(graph: LayerGraph) -> nx.MultiDiGraph:
+def _build_nx(graph: LayerGraph) -> "nx.MultiDiGraph":
+    import networkx as nx  # imported on first use: it costs more start-up than reading a model
+
     g = nx.MultiDiGraph()
     for sg in graph.subgraphs:
         for t in sg.tensors:

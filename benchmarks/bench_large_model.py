@@ -9,13 +9,13 @@ same files for comparison.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from measure import ROOT, median_runs, mib
 
 sys.path.insert(0, str(ROOT))
 
-from tests.flatbuffer_edit import synthetic_fc_model  # noqa: E402
 
 
 def main() -> None:
@@ -30,8 +30,10 @@ def main() -> None:
     print(f"{'model':34} {'size':>9} {'ours s':>7} {'ours RSS':>9} {'peer s':>7} {'peer RSS':>9} {'RSS ratio':>9}")
     for external in (False, True):
         path = out / f"synthetic_{args.gib:g}gb{'_external' if external else ''}.tflite"
-        if not path.exists():
-            synthetic_fc_model(str(path), int(args.gib * 2**30), width=4096, external=external)
+        if not path.exists():  # in a child: its memory would inflate later children's peak RSS
+            subprocess.run([py, "-c", "import sys; from tests.flatbuffer_edit import synthetic_fc_model as s; "
+                            "s(sys.argv[1], int(sys.argv[2]), width=4096, external=sys.argv[3] == '1')",
+                            str(path), str(int(args.gib * 2**30)), "1" if external else "0"], cwd=ROOT, check=True)
         ours_t, ours_m, _ = median_runs([py, "-m", "analyzer", str(path), "--format", "json", "-o", "/dev/null"],
                                         args.repeat)
         peer_t = peer_m = float("nan")

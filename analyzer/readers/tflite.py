@@ -13,6 +13,7 @@ import mmap
 import os
 import re
 import struct
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -317,21 +318,25 @@ class _Reader:
         return out
 
 
+@lru_cache(maxsize=None)
+def _getters(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(getter, snake_case option name, is_vector) for an option table class."""
+    out = []
+    for attr in dir(cls):
+        if attr.startswith("_") or _SKIP_GETTER.match(attr) or not callable(getattr(cls, attr)):
+            continue
+        out.append((attr, _SNAKE.sub("_", attr).lower(), hasattr(cls, attr + "AsNumpy")))
+    return tuple(out)
+
+
 def _decode_options(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    cls = type(obj)
-    for attr in dir(cls):
-        if attr.startswith("_") or _SKIP_GETTER.match(attr):
-            continue
-        getter = getattr(obj, attr)
-        if not callable(getter):
-            continue
-        key = _SNAKE.sub("_", attr).lower()
-        if hasattr(cls, attr + "AsNumpy"):
+    for attr, key, is_vector in _getters(type(obj)):
+        if is_vector:
             out[key] = [v.item() for v in _ints(getattr(obj, attr + "AsNumpy")())]
             continue
         try:
-            value = getter()
+            value = getattr(obj, attr)()
         except TypeError:  # vectors of tables/structs need an index: not options we report
             continue
         if isinstance(value, bytes):
