@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	@mkdir -p $(BUILD)
-	@test -f $(BUILD)/demo_mobilenet_v2.tflite || $(PY) -m tests.zoo demo_mobilenet_v2 $(BUILD)/demo_mobilenet_v2.tflite
+	@test -f $(BUILD)/demo_mobilenet_v2.tflite || { echo "building the demo model (MobileNetV2 0.35 96x96, int8) with the TFLite converter..."; \
+		$(PY) -m tests.zoo demo_mobilenet_v2 $(BUILD)/demo_mobilenet_v2.tflite > $(BUILD)/demo_build.log 2>&1 || { cat $(BUILD)/demo_build.log; exit 1; }; }
 	$(VENV)/bin/analyze $(BUILD)/demo_mobilenet_v2.tflite --target all --graph $(BUILD)/demo_mobilenet_v2.graphml
 
 test: $(STAMP)

@@ -47,7 +47,7 @@ class Partitioning:
 class TargetReport:
     target: str
     name: str
-    status: str  # full | partial | none | fails
+    status: str  # full | partial | none | fails | n/a (no op in the target's scope)
     judged_ops: int
     supported_ops: int
     unsupported: tuple[OpVerdict, ...]
@@ -178,6 +178,8 @@ def _fixes(unsupported: list[OpVerdict]) -> list[str]:
 
 
 def _status(table: TargetTable, judged: int, n_bad: int, part: Partitioning | None) -> str:
+    if judged == 0:
+        return "n/a"
     if n_bad == 0:
         return "full"
     if table.fallback is None:

@@ -37,6 +37,14 @@ def _shape(shapes: list[list[int]]) -> str:
     return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
 
 
+def _peak(peak: dict[str, Any], layers: list[dict[str, Any]]) -> str:
+    if not peak:
+        return "-"
+    at = next((lay for lay in layers if lay["subgraph"] == 0 and lay["index"] == peak["at_layer"]), None)
+    where = f" at op {peak['at_layer']} {at['op']} ({at['name']})" if at else ""
+    return f"{_size(peak['bytes'])}{where}, {len(peak['live_tensors'])} tensors live"
+
+
 def _text(d: dict[str, Any], markdown: bool) -> str:
     fmt = "github" if markdown else "simple"
     h = (lambda s: f"\n## {s}\n") if markdown else (lambda s: f"\n{s}\n{'=' * len(s)}")
@@ -56,7 +64,7 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
         ("weights", _size(s["weight_bytes"]) + " ("
                     + ", ".join(f"{k} {_size(v)}" for k, v in s["weight_bytes_by_dtype"].items()) + ")"),
         ("quantization", f"{q['scheme']} ({q['detail']})"),
-        ("peak activations", f"{_size(peak.get('bytes', 0))} (at op {peak.get('at_layer')})"),
+        ("peak activations", _peak(peak, d["layers"])),
         ("min runtime", f"LiteRT {rt['minimum'] or 'unknown'}"
                         + (f", set by {', '.join(rt['needed_by'][:3])}" if rt["needed_by"] else "")
                         + (f"; model declares {rt['declared']}" if rt["declared"] else "")),
