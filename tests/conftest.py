@@ -36,12 +36,21 @@ def build_models(names: list[str]) -> Path:
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         missing = [n for n in names if not (out / f"{n}.tflite").exists()]
-        if missing:
-            script = ("import sys; from tests import zoo\n"
-                      "for n in sys.argv[2:]: zoo.write(n, f'{sys.argv[1]}/{n}.tflite')\n")
+        if missing or not (out / "keras_facts.json").exists():
+            script = ("import sys, json; from tests import zoo\n"
+                      "for n in sys.argv[2:]: zoo.write(n, f'{sys.argv[1]}/{n}.tflite')\n"
+                      "open(f'{sys.argv[1]}/keras_facts.json', 'w').write(json.dumps(zoo.keras_facts()))\n")
             subprocess.run([sys.executable, "-c", script, str(out), *missing], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return out
+
+
+@pytest.fixture(scope="session")
+def keras_facts(models) -> dict[str, int]:
+    """Parameter counts from Keras itself for the Keras-built test models."""
+    import json
+
+    return json.loads((next(iter(models.values())).parent / "keras_facts.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,11 @@ def test_partitioning_follows_dependencies_not_just_order(models):
     assert sorted(i for s in delegated for i in s) == [i for i in range(n) if i != 3]
     assert len(delegated) == 2  # before branch_conv (0,1,2) and from the ADD on
     assert delegated[0] == [0, 1, 2]
+
+
+def test_gpu_verdicts_where_the_tf_analyzer_says_compatible(models):
+    """tf.lite.experimental.Analyzer(gpu_compatibility=True) passes this model (tensorflow#77042)."""
+    r = _report(models, "flex_topk_cumsum", "gpu")
+    # CUMSUM has a GPU parser (model_builder.cc); TOPK_V2 passes the offline checker but has none.
+    assert {v.op for v in r.unsupported} == {"FlexMatrixInverse", "TOPK_V2"}
+    assert all(v.failures[0].reason for v in r.unsupported)

@@ -7,18 +7,17 @@ import pytest
 from analyzer.cost import analyze_cost, peak_activation_memory
 from analyzer.readers import read
 
-# zoo.cnn_keras().count_params() and zoo.mlp_keras().count_params() (Keras 3), no BatchNorm.
-CNN_KERAS_PARAMS = 20674
-MLP_KERAS_PARAMS = 64 * 48 + 48 + 48 * 24 + 24 + 24 * 10 + 10
-
-
 @pytest.mark.parametrize("name", ["float_cnn", "dynamic_range_cnn", "float16_cnn", "int8_cnn", "int16x8_cnn"])
-def test_params_agree_with_keras_for_every_quantization(models, name):
-    assert analyze_cost(read(models[name])).params == CNN_KERAS_PARAMS
+def test_params_agree_with_keras_for_every_quantization(models, keras_facts, name):
+    assert analyze_cost(read(models[name])).params == keras_facts["cnn_params"] == 20674
 
 
-def test_mlp_params(models):
-    assert analyze_cost(read(models["mlp"])).params == MLP_KERAS_PARAMS
+def test_mlp_params(models, keras_facts):
+    assert analyze_cost(read(models["mlp"])).params == keras_facts["mlp_params"]
+
+
+def test_mobilenet_params_with_batchnorm_folded(models, keras_facts):
+    assert analyze_cost(read(models["demo_mobilenet_v2"])).params == keras_facts["demo_mobilenet_v2_folded_params"]
 
 
 def test_macs_by_hand(models):

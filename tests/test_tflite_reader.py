@@ -159,3 +159,43 @@ def test_large_model_is_memory_mapped(tmp_path):
     params, grown = json.loads(out.stdout)
     assert params == (256 << 20) // 4  # float32 weights
     assert grown < 32 << 20, f"analysis grew RSS by {grown >> 20} MiB for a 256 MiB model"
+
+
+def test_builtin_codes_above_127(models):
+    """CUMSUM is code 128: the int8 deprecated field holds the placeholder 127."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    graph = read(models["flex_topk_cumsum"])
+    ops = {layer.op: layer for layer in graph.main.layers}
+    assert ops["CUMSUM"].builtin_code == fb.BuiltinOperator.CUMSUM == 128
+    assert {"FlexMatrixInverse", "TOPK_V2", "CUMSUM"} <= set(ops)
+    it = Interpreter(model_path=str(models["flex_topk_cumsum"]))
+    assert [o["op_name"] for o in it._get_ops_details()] == [layer.op for layer in graph.main.layers]
+
+
+def test_tflite_metadata_strings(models, tmp_path):
+    """A TFLITE_METADATA entry (tflite-support's ModelMetadata) reports its strings."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    from tests.flatbuffer_edit import pack, unpack
+
+    b = flatbuffers.Builder(256)
+    strings = {0: b.CreateString("digits classifier"), 1: b.CreateString("classifies 8x8 digits"),
+               2: b.CreateString("v3"), 4: b.CreateString("the team"), 5: b.CreateString("Apache-2.0")}
+    b.StartObject(8)
+    for slot, off in strings.items():
+        b.PrependUOffsetTRelativeSlot(slot, off, 0)
+    b.Finish(b.EndObject(), file_identifier=b"M001")
+    model = unpack(models["mlp"].read_bytes())
+    buf = fb.BufferT()
+    buf.data = list(b.Output())
+    model.buffers.append(buf)
+    md = fb.MetadataT()
+    md.name, md.buffer = "TFLITE_METADATA", len(model.buffers) - 1
+    model.metadata.append(md)
+    path = tmp_path / "with_metadata.tflite"
+    path.write_bytes(pack(model))
+    meta = read(path).info.metadata["TFLITE_METADATA"]
+    assert meta["name"] == "digits classifier" and meta["description"] == "classifies 8x8 digits"
+    assert (meta["version"], meta["author"], meta["license"]) == ("v3", "the team", "Apache-2.0")

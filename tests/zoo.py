@@ -168,6 +168,35 @@ def control_flow() -> bytes:
     return _convert_function(loop)
 
 
+def flex_topk_cumsum() -> bytes:
+    """FlexMatrixInverse, TOPK_V2 and CUMSUM (builtin code 128, above the int8 field): the
+    model tf.lite.experimental.Analyzer(gpu_compatibility=True) calls GPU-compatible."""
+    tf = _tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32, name="matrix")])
+    def f(m):
+        flat = tf.reshape(tf.linalg.inv(m), [1, 16])
+        values, _ = tf.math.top_k(tf.math.cumsum(flat, axis=1), k=3)
+        return values
+
+    return _convert_function(f, select_tf_ops=True)
+
+
+def keras_facts() -> dict[str, int]:
+    """What Keras itself says of the models built from Keras, for the tests to compare with.
+
+    ``*_folded_params``: count_params() less what folding BatchNormalization into the
+    preceding convolution removes (4 values per channel become 1 bias per channel).
+    """
+    import keras
+
+    mnv2 = demo_mobilenet_v2_keras()
+    bn = sum(layer.gamma.shape[0] for layer in mnv2.layers
+             if isinstance(layer, keras.layers.BatchNormalization))
+    return {"cnn_params": cnn_keras().count_params(), "mlp_params": mlp_keras().count_params(),
+            "demo_mobilenet_v2_folded_params": mnv2.count_params() - 3 * bn}
+
+
 def two_signatures() -> bytes:
     """A model with two signatures: encode and decode."""
     tf = _tf()
@@ -200,11 +229,30 @@ def mobilenet_v2(alpha: float = 1.0, size: int = 224) -> bytes:
     return _convert_keras(model)
 
 
-def demo_mobilenet_v2() -> bytes:
-    """The demo model: a small MobileNetV2 (alpha 0.35, 96x96), full int8."""
+def demo_mobilenet_v2_keras():
+    """MobileNetV2 (alpha 0.35, 96x96) with non-trivial BatchNorm statistics.
+
+    With ``weights=None`` every BN beta and moving mean is 0, so the folded conv biases are 0
+    and the converter drops them (the classifier's zero bias too); random values make the
+    model look trained.
+    """
     import keras
 
     model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.beta.assign(rng.normal(0, 0.1, c).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.1, c).astype("float32"))
+    head = model.get_layer("predictions")
+    head.bias.assign(rng.normal(0, 0.1, head.bias.shape).astype("float32"))
+    return model
+
+
+def demo_mobilenet_v2() -> bytes:
+    """The demo model: a small MobileNetV2 (alpha 0.35, 96x96), full int8 with float I/O."""
+    model = demo_mobilenet_v2_keras()
 
     def cfg(c, tf):
         c.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -223,6 +271,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "custom_op": custom_op,
     "control_flow": control_flow,
     "two_signatures": two_signatures,
+    "flex_topk_cumsum": flex_topk_cumsum,
     "demo_mobilenet_v2": demo_mobilenet_v2,
     "mobilenet_v2": mobilenet_v2,
 }
