@@ -12,6 +12,8 @@ Prints medians of N cold runs, peak RSS, and our/peer ratios. Rerun: `make bench
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import subprocess
 import sys
@@ -54,6 +56,27 @@ def main() -> None:
         print(f"{name:42} {t:9.3f} {mib(m):>10} {t / ours_t:10.2f}")
     print(f"\nours / peer: wall time {ours_t / peer_t:.3f}x (goal <= 0.1x), "
           f"peak RSS {ours_m / peer_m:.3f}x (goal <= 0.15x)")
+    compare_gpu_verdicts(py)
+
+
+def compare_gpu_verdicts(py: str) -> None:
+    """The peer is not a correctness oracle: its GPU check passes a model with a Flex op."""
+    model = ROOT / "build" / "bench" / "flex_topk_cumsum.tflite"
+    if not model.exists():
+        subprocess.run([py, "-m", "tests.zoo", "flex_topk_cumsum", str(model)], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peer = subprocess.run([py, "-c", (
+        "import tensorflow as tf\n"
+        f"tf.lite.experimental.Analyzer.analyze(model_path={str(model)!r}, gpu_compatibility=True)\n")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    verdict = next((line.strip() for line in peer.stdout.splitlines() if "GPU delegate" in line), "(no GPU verdict)")
+    ours = subprocess.run([py, "-m", "analyzer", str(model), "--target", "gpu", "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    gpu = json.loads(ours.stdout)["compatibility"]["gpu"]
+    print(f"\nGPU verdict on a model with FlexMatrixInverse, TOPK_V2, CUMSUM:\n  peer: {verdict}\n  ours: "
+          f"{gpu['status']}: {gpu['consequence']}")
+    for v in gpu["unsupported"]:
+        print(f"    {v['op']}: {v['failures'][0]['reason']}")
 
 
 if __name__ == "__main__":
