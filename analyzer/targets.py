@@ -1,6 +1,6 @@
 """Target support tables: loading, validation, and evaluation of their constraints.
 
-A table (``analyzer/tables/<target>.json``, format in ``tables/README.md``) says which
+A table (``analyzer/tables/targets/<target>.json``, format in ``tables/README.md``) says which
 ops a target (a delegate, a runtime) runs, under which constraints, and where its facts
 came from. This module knows the constraint vocabulary; it knows nothing of any target.
 """
@@ -356,8 +356,8 @@ def parse_table(data: Mapping[str, Any], origin: str) -> TargetTable:
 
 
 def available_targets() -> list[str]:
-    files = resources.files("analyzer") / "tables"
-    names = {p.name[:-5] for p in files.iterdir() if p.name.endswith(".json") and p.name != "runtime_versions.json"}
+    files = resources.files("analyzer") / "tables" / "targets"
+    names = {p.name[:-5] for p in files.iterdir() if p.name.endswith(".json")}
     return sorted(names, key=lambda n: (TARGET_ORDER.index(n) if n in TARGET_ORDER else 99, n))
 
 
@@ -366,9 +366,9 @@ def load_table(target: str) -> TargetTable:
     """The bundled table of ``target``; raises UsageError if there is none."""
     if target not in available_targets():
         raise UsageError(f"unknown target {target!r} (known: {', '.join(available_targets())})")
-    res = resources.files("analyzer") / "tables" / f"{target}.json"
+    res = resources.files("analyzer") / "tables" / "targets" / f"{target}.json"
     try:
         data = json.loads(res.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise TableError(f"tables/{target}.json: not valid JSON ({exc})") from None
-    return parse_table(data, f"tables/{target}.json")
+        raise TableError(f"tables/targets/{target}.json: not valid JSON ({exc})") from None
+    return parse_table(data, f"tables/targets/{target}.json")
