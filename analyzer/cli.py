@@ -1,7 +1,8 @@
 """``analyze``: the command line. Thin: parse, call the library, render, map errors to exits.
 
 Exit codes: 0 fine; 1 findings the user asked to fail on (``--fail-on unsupported``);
-2 bad input or usage (one line on stderr, no traceback).
+2 bad input or usage (one line on stderr, no traceback); 3 an internal error (a bug:
+one line, and the traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from analyzer import __version__
 from analyzer.errors import AnalyzerError
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="analyze",
         description="Analyze a LiteRT (.tflite) model: layers, cost, op compatibility per target.",
-        epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage.",
+        epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage, "
+               "3 internal error.",
     )
     p.add_argument("model", help="path to a .tflite model")
     p.add_argument("--target", default="all",
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph", metavar="FILE", help="export the layer graph (.graphml or .dot)")
     p.add_argument("--fail-on", choices=("unsupported",), action="append", default=[],
                    help="exit 1 if an op is unsupported on a selected target")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
     return p
 
@@ -51,22 +54,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("analyze: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so in one line; --debug shows it all
+        if args.debug:
+            raise
+        print(f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
+              "report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _run(args: argparse.Namespace) -> int:
-    from analyzer.export import export_graph, graph_format
-    from analyzer.output import write_atomic
+    from analyzer.export import graph_format, render_graph
+    from analyzer.output import check_outputs, write_atomic
     from analyzer.render import render
     from analyzer.report import analyze
 
+    # Every usage and output problem is found before the model is read or anything written.
     if args.graph:
-        graph_format(args.graph)  # a usage error before reading a possibly large model
+        graph_format(args.graph)
+    check_outputs([p for p in (args.output, args.graph) if p], protect=args.model)
     report = analyze(args.model, args.target)
     text = render(report, args.format)
+    graph_text = render_graph(report.graph, args.graph) if args.graph else None
     if args.graph:
-        export_graph(report.graph, args.graph, protect=args.model)
+        write_atomic(args.graph, graph_text)
     if args.output:
-        write_atomic(args.output, text, protect=args.model)
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     if "unsupported" in args.fail_on and report.compatibility.unsupported_anywhere():

@@ -9,10 +9,12 @@ boundary between delegate and CPU costs a copy and a synchronisation.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.targets import Failure, OpView, TargetTable, available_targets, load_table
 
@@ -89,6 +91,8 @@ def resolve_targets(spec: str | Sequence[str] | None) -> list[str]:
         return known
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise UsageError(f"--target {spec!r}: no target named (known: {', '.join(known)})")
     for n in names:
         load_table(n)  # raises UsageError naming the known targets
     return names
@@ -231,28 +235,37 @@ def _partition(graph: LayerGraph, table: TargetTable, supported: set[str]) -> Pa
 def partition_subsets(graph: LayerGraph, supported: Sequence[bool]) -> list[tuple[bool, list[int]]]:
     """Split the main subgraph's ops into alternating delegated / CPU subsets, as LiteRT does.
 
-    Returns (delegated?, op indices) per subset in execution order.
+    Kahn's algorithm with one ready queue per kind: drain the current kind's queue (ops
+    made ready go to their kind's queue), close the subset, switch kinds; stop when both
+    queues are empty. Returns (delegated?, op indices in execution order) per subset.
     """
     sg = graph.main
     n = len(sg.layers)
     producers = {t: i for i, layer in enumerate(sg.layers) for t in layer.outputs if t >= 0}
-    deps = [{producers[t] for t in layer.inputs if t >= 0 and t in producers} for layer in sg.layers]
-    done: set[int] = set()
-    remaining = list(range(n))
+    waiting = [0] * n
+    users: list[list[int]] = [[] for _ in range(n)]
+    for i, layer in enumerate(sg.layers):
+        deps = {producers[t] for t in layer.inputs if t >= 0 and producers.get(t, i) < i}
+        waiting[i] = len(deps)
+        for d in deps:
+            users[d].append(i)
+    ready: dict[bool, list[int]] = {True: [], False: []}
+    for i in range(n):
+        if waiting[i] == 0:
+            ready[bool(supported[i])].append(i)
     subsets: list[tuple[bool, list[int]]] = []
-    kind = supported[0] if n else True
-    while remaining:
+    kind = bool(supported[0]) if n else True
+    while ready[True] or ready[False]:
         subset: list[int] = []
-        progress = True
-        while progress:
-            progress = False
-            for i in list(remaining):
-                if supported[i] == kind and deps[i] <= done:
-                    subset.append(i)
-                    done.add(i)
-                    remaining.remove(i)
-                    progress = True
+        queue = ready[kind]
+        while queue:
+            i = heapq.heappop(queue)
+            subset.append(i)
+            for u in users[i]:
+                waiting[u] -= 1
+                if waiting[u] == 0:
+                    heapq.heappush(ready[bool(supported[u])], u)
         if subset:
-            subsets.append((kind, subset))
+            subsets.append((kind, sorted(subset)))
         kind = not kind
     return subsets

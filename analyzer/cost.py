@@ -19,15 +19,10 @@ from typing import Any
 
 from analyzer.dtypes import WEIGHT_TYPES
 from analyzer.graph import Layer, LayerGraph, Tensor
+from analyzer.op_roles import WEIGHT_INPUTS
 
 CostFn = Callable[[Layer, list, list], int]
 _MACS: dict[str, CostFn] = {}
-
-# Constant inputs that are a layer's parameters even though stored as int32 (quantized biases).
-_PARAM_INPUTS: dict[str, tuple[int, ...]] = {
-    "CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2),
-    "TRANSPOSE_CONV": (1, 3), "CONV_3D": (1, 2), "CONV_3D_TRANSPOSE": (1, 3),
-}
 
 
 def register_op_cost(*ops: str) -> Callable[[CostFn], CostFn]:
@@ -45,66 +40,72 @@ def _elems(t: Tensor | None) -> int:
     return t.elements if t is not None else 0
 
 
+def _arg(seq: list, i: int) -> Tensor | None:
+    """The i-th tensor of an op's inputs or outputs, None if absent (a damaged op may lack it)."""
+    return seq[i] if -len(seq) <= i < len(seq) else None
+
+
+def _weight(ins: list, i: int, rank: int) -> Tensor | None:
+    w = _arg(ins, i)
+    return w if w is not None and len(w.shape) == rank else None
+
+
 @register_op_cost("CONV_2D")
 def _conv2d(layer: Layer, ins: list, outs: list) -> int:
-    w = ins[1]  # [out_c, kh, kw, in_c / groups]
-    if w is None or len(w.shape) != 4:
-        return 0
-    return _elems(outs[0]) * w.shape[1] * w.shape[2] * w.shape[3]
+    w = _weight(ins, 1, 4)  # [out_c, kh, kw, in_c / groups]
+    return _elems(_arg(outs, 0)) * w.shape[1] * w.shape[2] * w.shape[3] if w else 0
 
 
 @register_op_cost("DEPTHWISE_CONV_2D")
 def _depthwise(layer: Layer, ins: list, outs: list) -> int:
-    w = ins[1]  # [1, kh, kw, out_c]
-    if w is None or len(w.shape) != 4:
-        return 0
-    return _elems(outs[0]) * w.shape[1] * w.shape[2]
+    w = _weight(ins, 1, 4)  # [1, kh, kw, out_c]
+    return _elems(_arg(outs, 0)) * w.shape[1] * w.shape[2] if w else 0
 
 
 @register_op_cost("TRANSPOSE_CONV")
 def _transpose_conv(layer: Layer, ins: list, outs: list) -> int:
-    w, x = ins[1], ins[2]  # w: [out_c, kh, kw, in_c]; every input pixel scatters a kernel
-    if w is None or x is None or len(w.shape) != 4:
-        return 0
-    return _elems(x) * w.shape[0] * w.shape[1] * w.shape[2]
+    w = _weight(ins, 1, 4)  # [out_c, kh, kw, in_c]; every input pixel scatters a kernel
+    return _elems(_arg(ins, 2)) * w.shape[0] * w.shape[1] * w.shape[2] if w else 0
 
 
 @register_op_cost("CONV_3D")
 def _conv3d(layer: Layer, ins: list, outs: list) -> int:
-    w = ins[1]  # [kd, kh, kw, in_c, out_c]
-    if w is None or len(w.shape) != 5:
-        return 0
-    return _elems(outs[0]) * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
+    w = _weight(ins, 1, 5)  # [kd, kh, kw, in_c, out_c]
+    return _elems(_arg(outs, 0)) * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] if w else 0
+
+
+@register_op_cost("CONV_3D_TRANSPOSE")
+def _conv3d_transpose(layer: Layer, ins: list, outs: list) -> int:
+    w = _weight(ins, 1, 5)  # [kd, kh, kw, out_c, in_c]; every input voxel scatters a kernel
+    return _elems(_arg(ins, 2)) * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] if w else 0
 
 
 @register_op_cost("FULLY_CONNECTED")
 def _fully_connected(layer: Layer, ins: list, outs: list) -> int:
-    w = ins[1]  # [units, in_features]
-    if w is None or len(w.shape) != 2:
-        return 0
-    return _elems(outs[0]) * w.shape[1]
+    w = _weight(ins, 1, 2)  # [units, in_features]
+    return _elems(_arg(outs, 0)) * w.shape[1] if w else 0
 
 
 @register_op_cost("BATCH_MATMUL")
 def _batch_matmul(layer: Layer, ins: list, outs: list) -> int:
-    a = ins[0]
+    a = _arg(ins, 0)
     if a is None or len(a.shape) < 2:
         return 0
     k = a.shape[-2] if layer.options.get("adj_x") else a.shape[-1]
-    return _elems(outs[0]) * k
+    return _elems(_arg(outs, 0)) * k
 
 
 @register_op_cost("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
 def _pool(layer: Layer, ins: list, outs: list) -> int:
     o = layer.options
-    return _elems(outs[0]) * int(o.get("filter_height", 1)) * int(o.get("filter_width", 1))
+    return _elems(_arg(outs, 0)) * int(o.get("filter_height", 1)) * int(o.get("filter_width", 1))
 
 
 @register_op_cost("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY",
                   "REDUCE_ALL", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION",
                   "LOCAL_RESPONSE_NORMALIZATION", "ARG_MAX", "ARG_MIN", "CUMSUM")
 def _reduce(layer: Layer, ins: list, outs: list) -> int:
-    return _elems(ins[0]) if ins else 0
+    return _elems(_arg(ins, 0))
 
 
 @register_op_cost(
@@ -116,28 +117,49 @@ def _reduce(layer: Layer, ins: list, outs: list) -> int:
     "EQUAL", "NOT_EQUAL", "LESS_EQUAL", "GREATER_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
     "LOGICAL_NOT", "CAST", "ATAN2")
 def _elementwise(layer: Layer, ins: list, outs: list) -> int:
-    if layer.op == "DEQUANTIZE" and ins and ins[0] is not None and ins[0].is_constant:
+    x = _arg(ins, 0)
+    if layer.op == "DEQUANTIZE" and x is not None and x.is_constant:
         return 0  # weight decompression runs once when the interpreter is prepared
-    return _elems(outs[0]) if outs else 0
+    return _elems(_arg(outs, 0))
 
 
 @register_op_cost("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM")
 def _lstm(layer: Layer, ins: list, outs: list) -> int:
-    x, w_in, w_rec = ins[0], ins[1] if len(ins) > 1 else None, ins[5] if len(ins) > 5 else None
-    if x is None or w_in is None or w_rec is None or len(w_in.shape) != 2 or len(w_rec.shape) != 2:
+    """Per step, each gate present multiplies the input and the previous output by its weights.
+
+    Gates: input (weights at 1 and 5, absent in CIFG LSTMs), forget (2, 6), cell (3, 7),
+    output (4, 8); bidirectional LSTMs repeat the layout for the backward direction at 18.
+    """
+    x = _arg(ins, 0)
+    if x is None or len(x.shape) < 2:
         return 0
     steps = math.prod(x.shape[:-1])  # time x batch
-    units, n_in = w_in.shape
-    gates = 4 * (2 if layer.op == "BIDIRECTIONAL_SEQUENCE_LSTM" else 1)
-    return steps * gates * units * (n_in + w_rec.shape[1])
+    total = 0
+    for base in ((0, 17) if layer.op == "BIDIRECTIONAL_SEQUENCE_LSTM" else (0,)):
+        for w_in, w_rec in ((1, 5), (2, 6), (3, 7), (4, 8)):
+            a, b = _weight(ins, base + w_in, 2), _weight(ins, base + w_rec, 2)
+            if a is not None:
+                total += a.shape[0] * a.shape[1]
+            if b is not None:
+                total += b.shape[0] * b.shape[1]
+    return steps * total
 
 
-@register_op_cost("UNIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF")
+@register_op_cost("UNIDIRECTIONAL_SEQUENCE_RNN", "RNN")
 def _rnn(layer: Layer, ins: list, outs: list) -> int:
-    w = ins[1] if len(ins) > 1 else None
-    if w is None or len(w.shape) != 2 or ins[0] is None:
+    x, w, w_rec = _arg(ins, 0), _weight(ins, 1, 2), _weight(ins, 2, 2)  # w: [units, input]
+    if x is None or w is None:
         return 0
-    return math.prod(ins[0].shape[:-1]) * w.shape[0] * w.shape[1] * 2
+    per_step = w.shape[0] * w.shape[1] + (w_rec.shape[0] * w_rec.shape[1] if w_rec else 0)
+    return math.prod(x.shape[:-1]) * per_step
+
+
+@register_op_cost("SVDF")
+def _svdf(layer: Layer, ins: list, outs: list) -> int:
+    x, w_feat, w_time = _arg(ins, 0), _weight(ins, 1, 2), _weight(ins, 2, 2)
+    if x is None or w_feat is None or w_time is None:
+        return 0  # w_feat: [filters, input]; w_time: [filters, memory]
+    return math.prod(x.shape[:-1]) * w_feat.shape[0] * (w_feat.shape[1] + w_time.shape[1])
 
 
 @register_op_cost("EMBEDDING_LOOKUP", "GATHER")
@@ -208,14 +230,15 @@ def weight_inputs(graph: LayerGraph, layer: Layer,
     """
     if producers is None:
         producers = graph.producers(layer.subgraph)
-    params = _PARAM_INPUTS.get(layer.op, ())
+    params = WEIGHT_INPUTS.get(layer.op, ())
     out = []
     for pos, t in enumerate(layer.inputs):
         if t < 0:
             continue
         tensor = graph.tensor(layer.subgraph, t)
         src = producers.get(t)
-        if tensor.buffer is None and src is not None and src.op == "DEQUANTIZE":
+        if tensor.buffer is None and src is not None and src.op == "DEQUANTIZE" \
+                and src.inputs and src.inputs[0] >= 0:
             tensor = graph.tensor(layer.subgraph, src.inputs[0])
         if tensor.buffer is None or layer.op == "DEQUANTIZE":
             continue
@@ -261,10 +284,10 @@ def peak_activation_memory(graph: LayerGraph, subgraph: int = 0) -> MemoryPeak:
 
     A tensor lives from the step that writes it (0 for graph inputs) to the last step
     that reads it (the end for graph outputs). Constants and variables are not arena
-    memory and are left out.
+    memory and are left out. A sweep over lifetime starts and ends: linear in the graph.
     """
     sg = graph.subgraphs[subgraph]
-    n = len(sg.layers)
+    n = max(len(sg.layers), 1)
     first: dict[int, int] = {t: 0 for t in sg.inputs}
     last: dict[int, int] = {t: n - 1 for t in sg.outputs}
     for step, layer in enumerate(sg.layers):
@@ -274,15 +297,20 @@ def peak_activation_memory(graph: LayerGraph, subgraph: int = 0) -> MemoryPeak:
         for t in layer.inputs:
             if t >= 0:
                 last[t] = max(last.get(t, step), step)
-    live_bytes = [0] * max(n, 1)
-    members: list[list[int]] = [[] for _ in range(max(n, 1))]
+    spans = []
+    delta = [0] * (n + 1)
     for t, start in first.items():
         tensor = sg.tensors[t]
         if tensor.buffer is not None or tensor.is_variable:
             continue
-        end = max(last.get(t, start), start)
-        for step in range(start, min(end, n - 1) + 1):
-            live_bytes[step] += tensor.nbytes
-            members[step].append(t)
-    peak_step = max(range(len(live_bytes)), key=live_bytes.__getitem__)
-    return MemoryPeak(live_bytes[peak_step], peak_step, tuple(sorted(members[peak_step])))
+        end = min(max(last.get(t, start), start), n - 1)
+        spans.append((t, start, end))
+        delta[start] += tensor.nbytes
+        delta[end + 1] -= tensor.nbytes
+    live, peak, peak_step = 0, -1, 0
+    for step in range(n):
+        live += delta[step]
+        if live > peak:
+            peak, peak_step = live, step
+    members = tuple(sorted(t for t, a, b in spans if a <= peak_step <= b))
+    return MemoryPeak(max(peak, 0), peak_step, members)

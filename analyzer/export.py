@@ -12,15 +12,15 @@ from analyzer.output import write_atomic
 GRAPH_FORMATS = (".graphml", ".dot", ".gv")
 
 
-def export_graph(graph: LayerGraph, path: str, *, protect: str | None = None) -> None:
-    """Write ``graph`` to ``path``; the format follows the extension (.graphml, .dot/.gv).
+def render_graph(graph: LayerGraph, path: str) -> str:
+    """The text of ``graph`` in the format ``path``'s extension asks for (.graphml, .dot/.gv)."""
+    return to_graphml(graph) if graph_format(path) == ".graphml" else to_dot(graph)
 
-    Raises UsageError for another extension and OutputError if ``path`` is the model itself
-    (``protect``) or cannot be written.
-    """
-    ext = graph_format(path)
-    text = to_graphml(graph) if ext == ".graphml" else to_dot(graph)
-    write_atomic(path, text, protect=protect)
+
+def export_graph(graph: LayerGraph, path: str) -> None:
+    """Write ``graph`` to ``path``. Raises UsageError for an unknown extension, OutputError
+    if it cannot be written."""
+    write_atomic(path, render_graph(graph, path))
 
 
 def graph_format(path: str) -> str:

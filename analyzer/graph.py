@@ -258,10 +258,10 @@ def _build_nx(graph: LayerGraph) -> "nx.MultiDiGraph":
     g = nx.MultiDiGraph()
     for sg in graph.subgraphs:
         for t in sg.tensors:
-            g.add_node(f"t:{sg.index}:{t.index}", kind="tensor", subgraph=sg.index, name=t.name,
+            g.add_node(f"t:{sg.index}:{t.index}", kind="tensor", subgraph=sg.index, name=_xml_safe(t.name),
                        dtype=t.dtype, shape="x".join(map(str, t.shape)), constant=t.is_constant)
         for layer in sg.layers:
-            g.add_node(layer.key, kind="op", subgraph=sg.index, name=layer.name, op=layer.op,
+            g.add_node(layer.key, kind="op", subgraph=sg.index, name=_xml_safe(layer.name), op=_xml_safe(layer.op),
                        version=layer.version, op_kind=layer.kind)
             for pos, t in enumerate(layer.inputs):
                 if t >= 0:
@@ -271,7 +271,15 @@ def _build_nx(graph: LayerGraph) -> "nx.MultiDiGraph":
                     g.add_edge(layer.key, f"t:{sg.index}:{t}", port=pos)
             for callee in layer.called_subgraphs:
                 g.add_edge(layer.key, f"subgraph:{callee}", port=-1)
-    for sg in graph.subgraphs:
-        if any(layer.called_subgraphs for layer in graph.layers()):
-            g.add_node(f"subgraph:{sg.index}", kind="subgraph", name=sg.name)
+    if any(layer.called_subgraphs for layer in graph.layers()):
+        for sg in graph.subgraphs:
+            g.add_node(f"subgraph:{sg.index}", kind="subgraph", name=_xml_safe(sg.name))
     return g
+
+
+_XML_UNSAFE = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _xml_safe(s: str) -> str:
+    """Names come from the model file: drop the control characters XML 1.0 cannot hold."""
+    return s.translate(_XML_UNSAFE)

@@ -1,4 +1,4 @@
-"""Writing outputs safely: atomically, and never over the user's input."""
+"""Writing outputs safely: checked up front, written atomically, never over the input."""
 
 from __future__ import annotations
 
@@ -8,18 +8,43 @@ import tempfile
 from analyzer.errors import OutputError
 
 
-def write_atomic(path: str, text: str, *, protect: str | None = None) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename.
+def check_outputs(paths: list[str], *, protect: str) -> None:
+    """Raise OutputError unless every path can be written without touching ``protect``.
 
-    Raises OutputError if ``path`` is the protected input, or on any OS error (the
-    temporary file is removed and nothing partial is left).
+    Called before any output is written, so a bad second path leaves no first file behind.
     """
-    if protect is not None and os.path.exists(path) and os.path.exists(protect) \
-            and os.path.samefile(path, protect):
-        raise OutputError(f"{path}: refusing to overwrite the input model")
+    seen: set[str] = set()
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise OutputError(f"{path}: given for two outputs")
+        seen.add(real)
+        if os.path.exists(protect) and real == os.path.realpath(protect):
+            raise OutputError(f"{path}: refusing to overwrite the input model")
+        if os.path.isdir(path):
+            raise OutputError(f"{path}: is a directory")
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise OutputError(f"{path}: directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise OutputError(f"{path}: directory {directory} is not writable")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename, with the usual
+    permissions (0666 less the umask). Raises OutputError on any OS error; nothing partial
+    is left behind."""
+    if path == "/dev/null" or (os.path.exists(path) and not os.path.isfile(path)):
+        with open(path, "w", encoding="utf-8") as f:  # a device or pipe: cannot be renamed over
+            f.write(text)
+        return
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise OutputError(f"{path}: directory {directory} does not exist")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     except OSError as exc:
@@ -27,6 +52,7 @@ def write_atomic(path: str, text: str, *, protect: str | None = None) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from tabulate import tabulate
@@ -14,8 +15,19 @@ FORMATS = ("table", "markdown", "json")
 
 def render(report: AnalysisReport, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n"
+        return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"
     return _text(report.to_dict(), markdown=fmt == "markdown")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: a damaged model's non-finite floats become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _size(n: int | float) -> str:

@@ -18,7 +18,7 @@ from analyzer.cost import CostResult, analyze_cost
 from analyzer.graph import LayerGraph, Tensor
 from analyzer.readers import read
 from analyzer.runtime_version import RuntimeVersion, minimum_runtime
-from analyzer.summary import Quantization, model_io, ops_by_kind, quantization_state
+from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
 SCHEMA = "compression-advisor/analyze"
 SCHEMA_VERSION = "1.0"
@@ -28,7 +28,7 @@ SCHEMA_VERSION = "1.0"
 class AnalysisReport:
     graph: LayerGraph
     cost: CostResult
-    quantization: Quantization
+    quantization: QuantizationState
     runtime: RuntimeVersion
     compatibility: CompatibilityResult
 

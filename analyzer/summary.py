@@ -9,18 +9,24 @@ from typing import Any
 from analyzer.cost import weight_inputs
 from analyzer.dtypes import FLOATS
 from analyzer.graph import LayerGraph, Tensor
+from analyzer.op_roles import WEIGHTED_OPS
 
 # Ops whose tensors are not the model's working precision (boundaries, shapes, indices).
 _INDEX_TYPES = {"int32", "int64", "bool"}  # shapes, indices, quantized biases
-_COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
-                "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "EMBEDDING_LOOKUP"}
+_LOW_BIT = {"int8", "int4", "uint8", "int2", "uint4"}
 
 
 @dataclass(frozen=True)
-class Quantization:
-    """How the model is quantized: the scheme name and the dtypes behind it."""
+class QuantizationState:
+    """How the model is quantized: the scheme name and the dtypes behind it.
 
-    scheme: str  # float | float16 | dynamic_range | full_int8 | int16x8 | weight_only | mixed
+    Schemes: ``float``; ``float16`` (float16 weights dequantized at load); ``dynamic_range``
+    (int8/int4 weights read directly by hybrid kernels, float activations);
+    ``weight_only`` (int8/int4 weights dequantized to float at load, float kernels);
+    ``full_int8``; ``int16x8``; ``mixed`` (anything else, e.g. some layers int8 and some float).
+    """
+
+    scheme: str
     weight_dtypes: dict[str, int]  # dtype -> number of weight tensors
     activation_dtypes: dict[str, int]  # dtype -> number of activation tensors of compute ops
     detail: str
@@ -43,32 +49,35 @@ def _io(graph: LayerGraph, tensors: tuple[int, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def quantization_state(graph: LayerGraph) -> Quantization:
+def quantization_state(graph: LayerGraph) -> QuantizationState:
+    """Classify the model's quantization from its weighted layers (all layers if it has none)."""
+    weighted = [layer for layer in graph.layers() if layer.op in WEIGHTED_OPS]
+    layers = weighted or [layer for layer in graph.layers() if layer.op not in ("QUANTIZE", "DEQUANTIZE")]
+    producers = {sg.index: graph.producers(sg.index) for sg in graph.subgraphs}
     weights: Counter[str] = Counter()
     acts: Counter[str] = Counter()
-    for layer in graph.layers():
-        if layer.op not in _COMPUTE_OPS:
-            continue
-        for _, w in weight_inputs(graph, layer):
+    decoded = False  # low-bit weights reached through a DEQUANTIZE: not run by hybrid kernels
+    for layer in layers:
+        for t, w in weight_inputs(graph, layer, producers[layer.subgraph]):
             if w.dtype not in _INDEX_TYPES:  # int32/int64 biases follow the activations
                 weights[w.dtype] += 1
+                decoded |= w.dtype in _LOW_BIT and not graph.tensor(layer.subgraph, t).is_constant
         for t in graph.inputs_of(layer) + graph.outputs_of(layer):
             if t is not None and t.buffer is None and t.dtype not in _INDEX_TYPES:
                 acts[t.dtype] += 1
-    return Quantization(_scheme(weights, acts), dict(weights), dict(acts), _detail(weights, acts))
+    return QuantizationState(_scheme(weights, acts, decoded), dict(weights), dict(acts),
+                             _detail(weights, acts))
 
 
-def _scheme(weights: Counter[str], acts: Counter[str]) -> str:
+def _scheme(weights: Counter[str], acts: Counter[str], decoded: bool) -> str:
     w, a = set(weights), set(acts)
-    if not w and not a:
-        return "float" if not a else "unknown"
     if a <= FLOATS:
         if w <= {"float32"}:
             return "float"
-        if w <= {"float32", "float16"} and "float16" in w:
+        if w <= {"float32", "float16"}:
             return "float16"
-        if w & {"int8", "int4", "uint8", "int2"}:
-            return "dynamic_range"
+        if w & _LOW_BIT:
+            return "weight_only" if decoded else "dynamic_range"
         return "mixed"
     if a <= {"int8", "uint8"}:
         return "full_int8"

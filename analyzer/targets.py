@@ -291,7 +291,7 @@ def _tensor_problem(kind: str, c: Mapping[str, Any], t: TensorView) -> str | Non
         return None if has == want else ("must be quantized" if want else "must not be quantized")
     if kind == "per_channel":
         per_channel = t.quantization is not None and t.quantization.per_channel
-        return None if (not per_channel or c.get("allowed", True)) else "is per-channel quantized (not supported)"
+        return None if (not per_channel or c.get("allowed", False)) else "is per-channel quantized (not supported)"
     if kind == "static_shape":
         sig = t.shape_signature
         dims = sig[1:] if c.get("ignore_batch") and sig else sig

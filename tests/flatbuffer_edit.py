@@ -124,6 +124,33 @@ def synthetic_fc_model(path: str, weight_bytes: int, width: int = 4096, external
     return n_layers
 
 
+def oddity(data: bytes, what: str) -> bytes:
+    """A copy of a valid-looking model with something unusual a reader must survive."""
+    model = unpack(data)
+    sg = model.subgraphs[0]
+    if what == "nan_scale":
+        for t in sg.tensors:
+            if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale):
+                t.quantization.scale[0] = float("nan")
+                break
+        else:
+            raise ValueError("oddity(nan_scale) needs a quantized model")
+    elif what == "control_chars":
+        sg.tensors[sg.operators[0].outputs[0]].name = "bad\x01name\x1f"
+    elif what == "garbage_custom_options":
+        op = next(o for o in sg.operators if model.operatorCodes[o.opcodeIndex].customCode)
+        op.customOptions = list(b"\xff\x00\x13\x37" * 3)
+    elif what == "missing_weights":  # a FULLY_CONNECTED cut to its data input
+        op = next(o for o in sg.operators
+                  if max(model.operatorCodes[o.opcodeIndex].builtinCode,
+                         model.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)
+                  == fb.BuiltinOperator.FULLY_CONNECTED)
+        op.inputs = op.inputs[:1]
+    else:
+        raise ValueError(what)
+    return pack(model)
+
+
 def corrupt(data: bytes, what: str) -> bytes:
     """A copy of the model with one index out of range: tensor, buffer, opcode or subgraph."""
     model = unpack(data)
@@ -143,6 +170,10 @@ def corrupt(data: bytes, what: str) -> bytes:
             raise ValueError("corrupt(subgraph) needs a model with a WHILE op")
     elif what == "signature":
         model.signatureDefs[0].subgraphIndex = len(model.subgraphs) + 7
+    elif what == "cycle":  # op 0 reads the last op's output
+        sg.operators[0].inputs[0] = sg.operators[-1].outputs[0]
+    elif what == "negative_dim":
+        sg.tensors[sg.operators[0].outputs[0]].shape[0] = -5
     elif what == "buffer_offset":  # external weights cut short
         ext = externalize_buffers(data)
         return ext[: len(ext) - 1024]

@@ -60,7 +60,33 @@ def test_peak_activation_memory_from_lifetimes(models):
     assert peak_activation_memory(read(models["int8_cnn"])).bytes == 3 * 16 * 16 * 16
 
 
-def test_shared_weights_counted_once(models):
-    # encode and decode use the same variable (transposed in decode): both subgraphs hold it
-    cost = analyze_cost(read(models["two_signatures"]))
-    assert cost.params in (16 * 4, 2 * 16 * 4)
+def test_weights_counted_once_per_buffer(models):
+    # encode and decode use one variable, but decode reads it transposed: the converter
+    # stores two buffers (16x4 and 4x16), so the model holds 128 parameters, not 64
+    graph = read(models["two_signatures"])
+    weights = [graph.tensor(layer.subgraph, layer.inputs[1]) for layer in graph.layers()]
+    assert [w.shape for w in weights] == [(4, 16), (16, 4)] or [w.shape for w in weights] == [(16, 4), (4, 16)]
+    assert analyze_cost(graph).params == 128
+
+
+def test_shared_buffer_counted_once(models, tmp_path):
+    from tests.flatbuffer_edit import pack, unpack
+
+    model = unpack(models["mlp"].read_bytes())
+    sg = model.subgraphs[0]
+    hidden1, logits = sg.tensors[sg.operators[0].inputs[1]], sg.tensors[sg.operators[3].inputs[1]]
+    assert [list(hidden1.shape), list(logits.shape)] == [[48, 64], [10, 24]]
+    before = analyze_cost(read(models["mlp"])).params
+    logits.buffer = hidden1.buffer  # two tensors, one buffer: the same weights, stored once
+    logits.shape = list(hidden1.shape)
+    path = tmp_path / "shared.tflite"
+    path.write_bytes(pack(model))
+    assert analyze_cost(read(path)).params == before - 10 * 24
+
+
+def test_lstm_macs(models):
+    graph = read(models["lstm"])
+    [lstm] = [layer for layer in graph.main.layers if layer.op == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    row = next(r for r in analyze_cost(graph).layers if r.index == lstm.index)
+    # 10 steps x 4 gates x 16 units x (8 inputs + 16 recurrent)
+    assert row.macs == 10 * 4 * 16 * (8 + 16)

@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 from tests.flatbuffer_edit import externalize_buffers, synthetic_fc_model
 
 MODELS = ["float_cnn", "dynamic_range_cnn", "float16_cnn", "int8_cnn", "int16x8_cnn", "mlp",
-          "select_tf_ops", "custom_op", "control_flow", "two_signatures", "demo_mobilenet_v2"]
+          "select_tf_ops", "custom_op", "control_flow", "two_signatures", "demo_mobilenet_v2", "lstm",
+          "flex_topk_cumsum"]
 
 
 @pytest.mark.parametrize("name", MODELS)

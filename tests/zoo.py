@@ -114,6 +114,17 @@ def mlp_keras():
     return _randomized(keras.Model(inp, out, name="zoo_mlp"))
 
 
+def lstm() -> bytes:
+    """A Keras 2 (tf_keras) LSTM over 10 steps of 8 features: the converter fuses it into
+    UNIDIRECTIONAL_SEQUENCE_LSTM (a Keras 3 LSTM becomes a WHILE loop instead)."""
+    import tf_keras
+
+    inp = tf_keras.Input((10, 8), batch_size=1, name="sequence")
+    x = tf_keras.layers.LSTM(16, name="lstm")(inp)
+    out = tf_keras.layers.Dense(4, name="head")(x)
+    return _convert_keras(_randomized(tf_keras.Model(inp, out, name="zoo_lstm")))
+
+
 def mlp() -> bytes:
     return _convert_keras(mlp_keras())
 
@@ -267,6 +278,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "int8_cnn": int8_cnn,
     "int16x8_cnn": int16x8_cnn,
     "mlp": mlp,
+    "lstm": lstm,
     "select_tf_ops": select_tf_ops,
     "custom_op": custom_op,
     "control_flow": control_flow,

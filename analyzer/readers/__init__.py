@@ -24,7 +24,7 @@ def read(path: str | os.PathLike[str]) -> LayerGraph:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputPathError(f"{path}: no such file or directory")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    if not os.path.isdir(path) and tflite.check_file(path) == 0:  # unreadable, FIFO, device...
         raise ModelFormatError(f"{path}: empty file")
     for reader in _READERS:
         if reader.match(path):

@@ -7,12 +7,20 @@ The NodeDef is a protobuf; we read the few fields we report (name, op, attr keys
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from flatbuffers import flexbuffers
 
 from analyzer.readers.protowire import WireError, fields
+
+
+# What the flexbuffers package raises on bytes that are not a FlexBuffer. Custom options
+# are opaque third-party bytes: a model TFLite loads must not fail here, so any of these
+# just means "options not decoded".
+_FLEXBUFFER_ERRORS = (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError, AttributeError,
+                      AssertionError, RecursionError, OverflowError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ def decode(raw: bytes) -> NodeDef | None:
             return None
         op_name = vec[0].AsStringBytes.decode("utf-8", "replace")
         node = _parse_nodedef(bytes(vec[1].AsStringBytes))
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError):
+    except _FLEXBUFFER_ERRORS:
         return None
     if node is None:
         return NodeDef("", op_name, ())
@@ -43,7 +51,7 @@ def custom_options(raw: bytes) -> dict[str, Any] | None:
     """A custom op's FlexBuffer map of options (scalars only), or None."""
     try:
         value = flexbuffers.Loads(bytearray(raw))
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError, AttributeError):
+    except _FLEXBUFFER_ERRORS:
         return None
     if not isinstance(value, dict):
         return None

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from analyzer.op_roles import WEIGHTED_OPS
+
 _TRACE_SUFFIX = re.compile(r"_\d+$")
 _AUX_OP = re.compile(r"^(Pad|MirrorPad|PadV2|Relu6?|LeakyRelu|Elu|Sigmoid|Tanh|Squeeze|ExpandDims|"
                      r"Identity|Reshape|mul|add|sub|Rsqrt)(_?\d+)?$")
-_WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
-               "EMBEDDING_LOOKUP"}
 _OPAQUE = re.compile(r"^(StatefulPartitionedCall|PartitionedCall|serving_default|Identity)[\w:]*$")
 
 
@@ -50,7 +50,7 @@ def _candidate(op: dict[str, Any], tensors: Sequence[Any]) -> list[str] | None:
     # A layer's weights are named after it alone, while its output may carry fused
     # neighbours (a ZeroPadding before a strided depthwise conv): weights first.
     ins = op["inputs"]
-    if op["op"] in _WEIGHT_OPS and len(ins) > 1 and ins[1] >= 0 and tensors[ins[1]].buffer is not None:
+    if op["op"] in WEIGHTED_OPS and len(ins) > 1 and ins[1] >= 0 and tensors[ins[1]].buffer is not None:
         scopes = [c for c in _scopes(tensors[ins[1]].name) if len(c) > 1]
         if scopes:
             return scopes[0]

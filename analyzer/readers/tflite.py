@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import stat
 import struct
 from functools import lru_cache
 from types import MappingProxyType
@@ -59,7 +60,9 @@ _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def match(path: str) -> bool:
-    """True if the file at ``path`` carries the TFLite file identifier."""
+    """True if the regular file at ``path`` carries the TFLite file identifier."""
+    if not os.path.isfile(path):  # never open a FIFO or device just to look
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -75,23 +78,38 @@ def read(path: str | os.PathLike[str]) -> LayerGraph:
     file is empty, truncated, not a TFLite flatbuffer, or holds out-of-range indices.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputPathError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputPathError(f"{path}: is a directory, expected a .tflite file")
-    size = os.path.getsize(path)
-    if size == 0:
+    if check_file(path) == 0:
         raise ModelFormatError(f"{path}: empty file")
-    with open(path, "rb") as f:
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise InputPathError(f"{path}: cannot read ({exc.strerror})") from None
     # On failure the map is left to the garbage collector: views into it may still exist.
     try:
         return _Reader(path, data).read()
     except ModelFormatError:
         raise
     except (struct.error, IndexError, ValueError, UnicodeDecodeError, TypeError,
-            OverflowError, RecursionError) as exc:
+            OverflowError, RecursionError, AssertionError) as exc:
         raise ModelFormatError(f"{path}: corrupt or truncated TFLite flatbuffer ({exc})") from None
+
+
+def check_file(path: str) -> int:
+    """The size of the regular, readable file at ``path``; raises InputPathError otherwise."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputPathError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputPathError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputPathError(f"{path}: is a directory, expected a .tflite file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputPathError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise InputPathError(f"{path}: cannot read (permission denied)")
+    return st.st_size
 
 
 class _Reader:
@@ -189,15 +207,31 @@ class _Reader:
         outputs = tuple(self.index(int(t), n_t, "tensor", f"{where} output") for t in _ints(sg.OutputsAsNumpy()))
         n_ops = self.count(sg.OperatorsLength(), 4, f"subgraph {index} operator")
         raw = [self.read_op(sg.Operators(i), i, index, opcodes, n_t, n_sg) for i in range(n_ops)]
+        self.check_dataflow(index, tensors, inputs, raw)
         names = recover_layer_names(tensors, raw)
         layers = tuple(Layer(name=name, **fields) for fields, name in zip(raw, names))
         return Subgraph(index, _text(sg.Name()), tensors, layers, inputs, outputs)
+
+    def check_dataflow(self, sg: int, tensors: tuple[Tensor, ...], inputs: tuple[int, ...],
+                       ops: list[dict[str, Any]]) -> None:
+        """Every op input must exist before the op runs: a graph input, a constant, a variable,
+        or the output of an earlier op. (A cycle would make partitioning loop forever.)"""
+        ready = set(inputs)
+        for op in ops:
+            for t in op["inputs"]:
+                if t >= 0 and t not in ready and tensors[t].buffer is None and not tensors[t].is_variable:
+                    raise self.fail(f"subgraph {sg} operator {op['index']} ({op['op']}) reads tensor {t} "
+                                    "before any operator writes it")
+            ready.update(t for t in op["outputs"] if t >= 0)
 
     def read_tensor(self, t: Any, i: int, buffers: list, sg: int) -> Tensor:
         dtype = TYPE_NAMES.get(t.Type())
         if dtype is None:
             raise self.fail(f"subgraph {sg} tensor {i} has unknown type code {t.Type()}")
         shape = tuple(int(d) for d in _ints(t.ShapeAsNumpy()))
+        if any(d < 0 for d in shape):
+            raise self.fail(f"subgraph {sg} tensor {i} has a negative dimension in shape {list(shape)} "
+                            "(-1 belongs in shape_signature)")
         sig = _ints(t.ShapeSignatureAsNumpy())
         b = t.Buffer()
         self.index(b, len(buffers), "buffer", f"subgraph {sg} tensor {i}") if b else None
