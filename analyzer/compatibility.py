@@ -120,12 +120,16 @@ def analyze_compatibility(graph: LayerGraph, targets: Sequence[str] | None = Non
 
 def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> TargetReport:
     judged, failures_of = 0, {}
+    memo: dict[tuple, list[Failure]] = {}  # models repeat the same op form many times
     for layer in graph.layers():
         view = views[layer.key]
         if not table.judges(view):
             continue
         judged += 1
-        failures_of[layer.key] = _dedupe(table.check(view))
+        key = _form(view)
+        if key not in memo:
+            memo[key] = _dedupe(table.check(view))
+        failures_of[layer.key] = memo[key]
     _follow_consumers(graph, table, views, failures_of)
     unsupported = [OpVerdict(layer.subgraph, layer.index, layer.name, layer.op, layer.version,
                              tuple(failures_of[layer.key]))
@@ -140,6 +144,23 @@ def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> 
         partitioning=part, fixes=tuple(_fixes(unsupported)),
         source=tuple(dict(s) for s in table.source),
     )
+
+
+def _form(view: OpView) -> tuple:
+    """Everything a constraint can look at, as a hashable key (quantization values are not
+    looked at, only their presence and whether they are per-channel)."""
+    def tensor(t):
+        if t is None:
+            return None
+        q = t.quantization
+        return (t.dtype, t.shape, t.const, t.shape_signature,
+                None if q is None else (len(q.scale) > 0, q.per_channel))
+
+    def freeze(v):
+        return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    return (view.op, view.kind, view.version, view.flex_op, tuple(map(tensor, view.inputs)),
+            tuple(map(tensor, view.outputs)), tuple(sorted((k, freeze(v)) for k, v in view.options.items())))
 
 
 def _follow_consumers(graph: LayerGraph, table: TargetTable, views: dict[str, OpView],
