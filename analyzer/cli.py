@@ -30,15 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage, "
                "3 internal error.",
     )
-    p.add_argument("model", help="path to a .tflite model")
+    p.add_argument("model", help="a .tflite file or a SavedModel directory")
     p.add_argument("--target", default="all",
                    help="comma-separated targets to check (cpu, xnnpack, gpu, nnapi, edgetpu, micro, "
                         "flex) or 'all' (default)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     p.add_argument("--graph", metavar="FILE", help="export the layer graph (.graphml or .dot)")
-    p.add_argument("--fail-on", choices=("unsupported",), action="append", default=[],
-                   help="exit 1 if an op is unsupported on a selected target")
+    p.add_argument("--fail-on", choices=("unsupported", "unconvertible", "unsafe"), action="append", default=[],
+                   help="exit 1 if an op is unsupported on a selected target (unsupported), a source "
+                        "model does not convert to builtins (unconvertible), or its graph touches "
+                        "files, the network or Python (unsafe); repeatable")
+    p.add_argument("--trust-model", action="store_true",
+                   help="convert a source model even if its graph touches files, the network or Python")
+    p.add_argument("--convert-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="time limit of each converter run on a source model (default: 600)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
     return p
@@ -72,20 +78,36 @@ def _run(args: argparse.Namespace) -> int:
     if args.graph:
         graph_format(args.graph)
     check_outputs([p for p in (args.output, args.graph) if p], protect=args.model)
-    report = analyze(args.model, args.target)
+    report = analyze(args.model, args.target, trust_model=args.trust_model,
+                     convert_timeout=args.convert_timeout)
     text = render(report, args.format)
-    graph_text = render_graph(report.graph, args.graph) if args.graph else None
-    if args.graph:
+    graph_text = render_graph(report.graph, args.graph) if args.graph and report.graph else None
+    if graph_text is not None:
         write_atomic(args.graph, graph_text)
     if args.output:
         write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
-    if "unsupported" in args.fail_on and report.compatibility.unsupported_anywhere():
-        bad = [f"{t.target} ({len(t.unsupported)} ops)" for t in report.compatibility.targets if not t.ok]
-        print(f"analyze: unsupported ops on {', '.join(bad)}", file=sys.stderr)
-        return EXIT_FINDINGS
-    return EXIT_OK
+    findings = _findings(report, args.fail_on)
+    for line in findings:
+        print(f"analyze: {line}", file=sys.stderr)
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def _findings(report, fail_on: list[str]) -> list[str]:
+    out = []
+    compat = report.compatibility
+    if "unsupported" in fail_on and compat is not None and compat.unsupported_anywhere():
+        bad = [f"{t.target} ({len(t.unsupported)} ops)" for t in compat.targets if not t.ok]
+        out.append(f"unsupported ops on {', '.join(bad)}")
+    src = report.source
+    if src is not None:
+        verdict = src.conversion.verdict if src.conversion else src.model.static.verdict
+        if "unconvertible" in fail_on and verdict != "builtins":
+            out.append(f"the model does not convert to TFLite builtins ({verdict})")
+        if "unsafe" in fail_on and src.model.static.unsafe:
+            out.append("unsafe ops: " + ", ".join(f.op for f in src.model.static.unsafe))
+    return out
 
 
 if __name__ == "__main__":

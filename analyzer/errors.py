@@ -29,3 +29,11 @@ class UsageError(AnalyzerError, ValueError):
 
 class OutputError(AnalyzerError, OSError):
     """An output could not be written, or would overwrite the input."""
+
+
+class ConversionError(AnalyzerError):
+    """The TFLite converter could not be run at all (not: it ran and refused the model)."""
+
+
+class UnsafeModelError(AnalyzerError):
+    """The model holds ops that touch files, the network or Python, and was not trusted."""

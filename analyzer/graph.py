@@ -200,6 +200,10 @@ class LayerGraph:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LayerGraph is immutable")
 
+    def with_info(self, info: ModelInfo) -> LayerGraph:
+        """The same graph (sharing its mapped data) described as another model file."""
+        return LayerGraph(info, self.subgraphs, self.signatures, data_source=self._data)
+
     @property
     def main(self) -> Subgraph:
         return self.subgraphs[0]

@@ -57,11 +57,48 @@ def _peak(peak: dict[str, Any], layers: list[dict[str, Any]]) -> str:
     return f"{_size(peak['bytes'])}{where}, {len(peak['live_tensors'])} tensors live"
 
 
+def _source(src: dict[str, Any], fmt: str, h) -> list[str]:
+    """The static pass and the converter's verdict for a SavedModel / Keras source."""
+    st = src["static"]
+    out = [h("Source model (static analysis, nothing executed)")]
+    counts = st["op_counts"]
+    out.append(f"{src['format']} {src['path']}, {_size(src['size_bytes'])}; TensorFlow {st['tensorflow_version'] or '?'}; "
+               f"signatures: {', '.join(st['signatures']) or 'none'}; {st['variables']['count']} variables, "
+               f"{st['variables']['params']:,} values")
+    out.append(f"will it convert: {st['verdict']} (TF ops: {counts['builtin']} builtin, {counts['folded']} folded, "
+               f"{counts['flex']} need SELECT_TF_OPS, {counts['unsupported']} not convertible)")
+    rows = [[o["op"], o["class"], o["count"], o.get("unsafe") or "", o["reason"], o.get("fix") or ""]
+            for o in st["ops"] if o["class"] in ("flex", "unsupported") or o.get("unsafe")]
+    if rows:
+        out.append(tabulate(rows, headers=["TF op", "class", "count", "unsafe", "why", "fix"], tablefmt=fmt,
+                            maxcolwidths=[None, None, None, 24, 40, 50]))
+    if src["conversion_skipped"]:
+        out.append(src["conversion_skipped"])
+    conv = src["conversion"]
+    if conv:
+        out.append(h("Converter (real TFLiteConverter, in a subprocess)"))
+        for a in conv["attempts"]:
+            out.append(f"{a['mode']}: {'converted' if a['ok'] else 'failed'} in {a['seconds']:.1f} s"
+                       + (f": {a['error']}" if a["error"] else ""))
+        agree = src["agreement"]
+        out.append(f"static pass vs converter: {'agree' if agree['agree'] else 'DISAGREE'} "
+                   f"({agree.get('static_verdict')} / {agree.get('converter_verdict')})")
+        for dd in agree["diff"]:
+            out.append(f"  {dd['op']}: static {dd['static']}, converter {dd['converter']}")
+    return out
+
+
 def _text(d: dict[str, Any], markdown: bool) -> str:
     fmt = "github" if markdown else "simple"
     h = (lambda s: f"\n## {s}\n") if markdown else (lambda s: f"\n{s}\n{'=' * len(s)}")
     s, m = d["summary"], d["model"]
     out = [f"# {m['path']}" if markdown else m["path"]]
+    if d.get("source"):
+        out.extend(_source(d["source"], fmt, h))
+    if s is None:
+        return "\n".join(out) + "\n"
+    if d.get("source"):
+        out.append(h("Converted float model"))
     rt = s["runtime_version"]
     q = s["quantization"]
     peak = s["peak_activation_memory"] or {}

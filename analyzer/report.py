@@ -15,8 +15,11 @@ from typing import Any
 from analyzer import __version__
 from analyzer.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
 from analyzer.cost import CostResult, analyze_cost
+from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult
+from analyzer.errors import ConversionError
 from analyzer.graph import LayerGraph, Tensor
-from analyzer.readers import read
+from analyzer.readers import read, savedmodel
+from analyzer.readers.savedmodel import SourceModel
 from analyzer.runtime_version import RuntimeVersion, minimum_runtime
 from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
@@ -25,22 +28,67 @@ SCHEMA_VERSION = "1.0"
 
 
 @dataclass(frozen=True)
+class SourceAnalysis:
+    """A TensorFlow source model: the static pass, and what the real converter made of it."""
+
+    model: SourceModel
+    conversion: ConversionResult | None
+    skipped: str | None = None  # why the converter was not run
+
+    def agreement(self) -> dict[str, Any]:
+        """Op by op, the static classification against the converter's verdict."""
+        if self.conversion is None:
+            return {"checked": False, "agree": None, "diff": []}
+        static = {f.op: f.op_class for f in self.model.static.ops if f.op_class in ("flex", "unsupported")}
+        conv = self.conversion.converter_ops()
+        if self.conversion.verdict == "select_tf_ops":  # the builtins attempt named every flex op
+            conv = {op: cls for op, cls in conv.items()}
+        diff = [{"op": op, "static": static.get(op, "builtin/folded"), "converter": conv.get(op, "builtin/folded")}
+                for op in sorted(set(static) | set(conv)) if static.get(op) != conv.get(op)]
+        verdicts = (self.model.static.verdict, self.conversion.verdict)
+        return {"checked": True, "agree": not diff and verdicts[0] == verdicts[1],
+                "static_verdict": verdicts[0], "converter_verdict": verdicts[1], "diff": diff}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.model.path, "format": self.model.format, "size_bytes": self.model.size_bytes,
+                "static": self.model.static.to_dict(),
+                "conversion": self.conversion.to_dict() if self.conversion else None,
+                "conversion_skipped": self.skipped, "agreement": self.agreement()}
+
+
+@dataclass(frozen=True)
 class AnalysisReport:
-    graph: LayerGraph
-    cost: CostResult
-    quantization: QuantizationState
-    runtime: RuntimeVersion
-    compatibility: CompatibilityResult
+    """Every pass's result. For a source model that did not convert (or was not trusted),
+    only ``source`` is set: there is no LayerGraph to analyze."""
+
+    graph: LayerGraph | None
+    cost: CostResult | None
+    quantization: QuantizationState | None
+    runtime: RuntimeVersion | None
+    compatibility: CompatibilityResult | None
+    source: SourceAnalysis | None = None
 
     def unsupported_layers(self) -> dict[tuple[int, int], list[str]]:
         """(subgraph, index) -> targets that cannot run that layer."""
         out: dict[tuple[int, int], list[str]] = {}
-        for t in self.compatibility.targets:
+        for t in self.compatibility.targets if self.compatibility else ():
             for v in t.unsupported:
                 out.setdefault((v.subgraph, v.index), []).append(t.target)
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        head = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                "tool": {"name": "compression-advisor", "version": __version__}}
+        source = self.source.to_dict() if self.source else None
+        if self.graph is None:
+            m = self.source.model if self.source else None
+            return {**head, "model": {"path": m.path if m else None, "format": m.format if m else None,
+                                      "size_bytes": m.size_bytes if m else None},
+                    "source": source, "summary": None, "subgraphs": [], "signatures": [], "layers": [],
+                    "compatibility": {}}
+        return {**head, **self._graph_dict(), "source": source}
+
+    def _graph_dict(self) -> dict[str, Any]:
         g = self.graph
         info = g.info
         bad = self.unsupported_layers()
@@ -58,9 +106,6 @@ class AnalysisReport:
                 d["custom_code"] = layer.custom_code
             layers.append(d)
         return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "compression-advisor", "version": __version__},
             "model": {
                 "path": info.path, "format": info.format, "size_bytes": info.size_bytes,
                 "schema_version": info.schema_version, "description": info.description,
@@ -108,7 +153,8 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def analyze_graph(graph: LayerGraph, targets: Sequence[str] | str | None = None) -> AnalysisReport:
+def analyze_graph(graph: LayerGraph, targets: Sequence[str] | str | None = None,
+                  source: SourceAnalysis | None = None) -> AnalysisReport:
     """Run every static pass over ``graph``."""
     return AnalysisReport(
         graph=graph,
@@ -116,15 +162,42 @@ def analyze_graph(graph: LayerGraph, targets: Sequence[str] | str | None = None)
         quantization=quantization_state(graph),
         runtime=minimum_runtime(graph),
         compatibility=analyze_compatibility(graph, resolve_targets(targets)),
+        source=source,
     )
 
 
-def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = None) -> AnalysisReport:
+def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = None, *,
+            trust_model: bool = False, convert_timeout: float = DEFAULT_TIMEOUT) -> AnalysisReport:
     """Read the model at ``path`` and analyze it for ``targets`` (default: all).
 
-    Raises the reader's AnalyzerError subclasses for bad input and UsageError for an
-    unknown target.
+    A SavedModel directory is analyzed statically, then converted with the real converter
+    (in a subprocess, at most ``convert_timeout`` seconds per attempt) unless its graph
+    touches files, the network or Python and ``trust_model`` is false.
+
+    Raises the readers' AnalyzerError subclasses for bad input, UsageError for an unknown
+    target, ConversionError if the converter crashes or times out.
     """
     names = resolve_targets(targets)  # fail on a bad --target before reading a big model
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return analyze_source(savedmodel.open_source(path), names, trust_model=trust_model,
+                              convert_timeout=convert_timeout)
     return analyze_graph(read(path), names)
+
+
+def analyze_source(model: SourceModel, targets: Sequence[str], *, trust_model: bool = False,
+                   convert_timeout: float = DEFAULT_TIMEOUT) -> AnalysisReport:
+    unsafe = model.static.unsafe
+    if unsafe and not trust_model:
+        why = ", ".join(f"{f.op} ({f.unsafe})" for f in unsafe)
+        skipped = f"not converted: the graph has ops that reach outside the model: {why}; rerun with --trust-model"
+        return AnalysisReport(None, None, None, None, None, SourceAnalysis(model, None, skipped))
+    conversion, graph = savedmodel.convert_to_graph(model, timeout=convert_timeout)
+    failed = [a for a in conversion.attempts if a.timed_out or (a.error or "").startswith("the converter crashed")]
+    if failed:
+        raise ConversionError(f"{model.path}: {failed[0].error}")
+    source = SourceAnalysis(model, conversion)
+    if graph is None:
+        return AnalysisReport(None, None, None, None, None, source)
+    return analyze_graph(graph, targets, source)
 

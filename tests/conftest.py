@@ -46,6 +46,23 @@ def build_models(names: list[str]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def savedmodels() -> dict[str, Path]:
+    """name -> SavedModel directory (tests/zoo.py write_savedmodels), built once."""
+    out = _cache_dir() / "savedmodels"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".lock-sm", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".done").exists():
+            script = "import sys; from tests import zoo; zoo.write_savedmodels(sys.argv[1])"
+            subprocess.run([sys.executable, "-c", script, str(out)], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            (out / ".done").touch()
+    names = ["sm_keras_cnn", "sm_subclassed", "sm_select_tf_ops", "sm_not_convertible",
+             "sm_two_signatures", "sm_writes_file"]
+    return {n: out / n for n in names}
+
+
+@pytest.fixture(scope="session")
 def keras_facts(models) -> dict[str, int]:
     """Parameter counts from Keras itself for the Keras-built test models."""
     import json

@@ -291,6 +291,109 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
 LARGE = {"mobilenet_v2"}
 
 
+# -- SavedModel directories (issue 4) ----------------------------------------------------
+
+def _save_module(module, out: str, signatures) -> None:
+    tf = _tf()
+    tf.saved_model.save(module, out, signatures=signatures)
+
+
+def sm_keras_cnn(out: str) -> None:
+    """A Keras 3 functional CNN with BatchNorm, exported as a SavedModel (model.export)."""
+    import keras
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out_t = keras.layers.Dense(4, name="head")(x)
+    _randomized(keras.Model(inp, out_t, name="sm_cnn")).export(out, verbose=False)
+
+
+def _module(fn_body, spec_shape=(None, 4), variable=True):
+    tf = _tf()
+
+    class M(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(np.linspace(-1, 1, 16, dtype="float32").reshape(4, 4)) if variable else None
+
+        @tf.function(input_signature=[tf.TensorSpec(spec_shape, tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": fn_body(self, x)}
+
+    return M()
+
+
+def sm_subclassed(out: str) -> None:
+    """A tf.Module (subclassed model) with a variable, saved as a SavedModel."""
+    tf = _tf()
+    m = _module(lambda self, x: tf.nn.relu(tf.matmul(x, self.w)))
+    _save_module(m, out, {"serving_default": m.serve})
+
+
+def sm_select_tf_ops(out: str) -> None:
+    """MatrixInverse: converts only with SELECT_TF_OPS."""
+    tf = _tf()
+    m = _module(lambda self, x: tf.reshape(tf.linalg.inv(tf.reshape(tf.matmul(x, self.w), [-1, 2, 2])), [-1, 4]))
+    _save_module(m, out, {"serving_default": m.serve})
+
+
+def sm_not_convertible(out: str) -> None:
+    """Digamma: no TFLite builtin and not on the Flex allowlist."""
+    tf = _tf()
+    m = _module(lambda self, x: tf.math.digamma(tf.matmul(x, self.w) + 3.0))
+    _save_module(m, out, {"serving_default": m.serve})
+
+
+def sm_writes_file(out: str, target: str) -> None:
+    """A graph that writes ``target`` when it runs (WriteFile)."""
+    tf = _tf()
+
+    def body(self, x):
+        y = tf.matmul(x, self.w)
+        with tf.control_dependencies([tf.io.write_file(target, tf.strings.as_string(tf.reduce_sum(y)))]):
+            return tf.identity(y)
+
+    m = _module(body)
+    _save_module(m, out, {"serving_default": m.serve})
+
+
+def sm_two_signatures(out: str) -> None:
+    tf = _tf()
+
+    class Codec(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(np.random.default_rng(3).normal(size=(16, 4)).astype("float32"))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="x")])
+        def encode(self, x):
+            return {"code": tf.nn.relu(tf.matmul(x, self.w))}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="code")])
+        def decode(self, code):
+            return {"x": tf.matmul(code, self.w, transpose_b=True)}
+
+    m = Codec()
+    _save_module(m, out, {"encode": m.encode, "decode": m.decode})
+
+
+def write_savedmodels(root: str) -> dict[str, str]:
+    """Build every test SavedModel under ``root``; the file-writing one targets root/written.txt."""
+    builders = {"sm_keras_cnn": sm_keras_cnn, "sm_subclassed": sm_subclassed,
+                "sm_select_tf_ops": sm_select_tf_ops, "sm_not_convertible": sm_not_convertible,
+                "sm_two_signatures": sm_two_signatures}
+    out = {}
+    for name, build in builders.items():
+        out[name] = os.path.join(root, name)
+        build(out[name])
+    out["sm_writes_file"] = os.path.join(root, "sm_writes_file")
+    sm_writes_file(out["sm_writes_file"], os.path.join(root, "written.txt"))
+    return out
+
+
 def write(name: str, out: str) -> None:
     data = BUILDERS[name]()
     tmp = out + ".tmp"

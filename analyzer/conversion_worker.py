@@ -1,0 +1,59 @@
+"""Child process of :mod:`analyzer.conversion`: imports TensorFlow and runs the converter.
+
+``python -m analyzer.conversion_worker savedmodel SRC OUT MODE`` converts the SavedModel at
+SRC (all its serving signatures) to a float .tflite at OUT, with builtins only
+(MODE=builtins) or with SELECT_TF_OPS. Prints one JSON line: {"ok": true, "signatures": [...]}
+or {"ok": false, "error": "..."}. Never writes anywhere but OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _signature_keys(src: str) -> list[str]:
+    from analyzer.readers.tf_graph import parse_saved_model
+    from analyzer.tf_static import serving_meta_graph
+
+    with open(os.path.join(src, "saved_model.pb"), "rb") as f:
+        meta = serving_meta_graph(parse_saved_model(f.read()).meta_graphs)
+    keys = [k for k in meta.signatures if not k.startswith("__")]
+    if "serving_default" in keys and "serve" in keys:  # Keras' export writes both, the same function
+        keys.remove("serve")
+    return keys
+
+
+def convert_saved_model(src: str, out: str, mode: str) -> dict:
+    import tensorflow as tf
+
+    keys = _signature_keys(src)
+    conv = tf.lite.TFLiteConverter.from_saved_model(src, signature_keys=keys or None)
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if mode == "select_tf_ops":
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    conv.target_spec.supported_ops = ops
+    try:
+        data = conv.convert()
+    except Exception as exc:  # noqa: BLE001 - the converter's error is the result we report
+        return {"ok": False, "error": str(exc)}
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+    return {"ok": True, "signatures": keys}
+
+
+def main(argv: list[str]) -> int:
+    kind, src, out, mode = argv
+    if kind != "savedmodel":
+        print(json.dumps({"ok": False, "error": f"unknown source kind {kind}"}))
+        return 2
+    result = convert_saved_model(src, out, mode)
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
