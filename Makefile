@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py
 	$(PY) benchmarks/bench_large_model.py
+	$(PY) benchmarks/bench_savedmodel.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
