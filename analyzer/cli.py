@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage, "
                "3 internal error.",
     )
-    p.add_argument("model", help="a .tflite file or a SavedModel directory")
+    p.add_argument("model", help="a .tflite file, a SavedModel directory, or a Keras .keras / .h5 file")
     p.add_argument("--target", default="all",
                    help="comma-separated targets to check (cpu, xnnpack, gpu, nnapi, edgetpu, micro, "
                         "flex) or 'all' (default)")
@@ -105,8 +105,8 @@ def _findings(report, fail_on: list[str]) -> list[str]:
         verdict = src.conversion.verdict if src.conversion else src.model.static.verdict
         if "unconvertible" in fail_on and verdict != "builtins":
             out.append(f"the model does not convert to TFLite builtins ({verdict})")
-        if "unsafe" in fail_on and src.model.static.unsafe:
-            out.append("unsafe ops: " + ", ".join(f.op for f in src.model.static.unsafe))
+        if "unsafe" in fail_on and src.model.unsafe_reasons():
+            out.append("unsafe: " + ", ".join(src.model.unsafe_reasons()))
     return out
 
 

@@ -102,6 +102,26 @@ def _run_worker(args: list[str], timeout: float) -> tuple[dict[str, Any] | None,
     return result, p.stderr, False
 
 
+def export_keras(path: str, workdir: str, *, trusted: bool, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Export the Keras file at ``path`` as a SavedModel under ``workdir``; its directory.
+
+    Raises ConversionError (one line) if Keras cannot load it (safe_mode refuses a Lambda's
+    code, a custom layer's class is not importable...) or the export times out."""
+    out = os.path.join(workdir, "exported_savedmodel")
+    result, stderr, timed_out = _run_worker(["keras", path, out, "trusted" if trusted else "safe"], timeout)
+    if timed_out:
+        raise ConversionError(f"{path}: loading and exporting the Keras model did not finish in {timeout:g} s")
+    if result is None:
+        if "No module named 'tensorflow'" in stderr or "No module named 'keras'" in stderr:
+            raise ConversionError("TensorFlow is not installed: reading Keras files needs the 'tensorflow' extra")
+        tail = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
+        raise ConversionError(f"{path}: the Keras loader crashed: {tail[:300]}")
+    if not result["ok"]:
+        first = next((ln.strip() for ln in result["error"].splitlines() if ln.strip()), "load failed")
+        raise ConversionError(f"{path}: {first[:400]}")
+    return out
+
+
 def convert(kind: str, source: str, workdir: str, *, timeout: float = DEFAULT_TIMEOUT,
             modes: tuple[str, ...] = ("builtins", "select_tf_ops")) -> ConversionResult:
     """Convert ``source`` (``kind``: savedmodel) to a float .tflite in ``workdir``.

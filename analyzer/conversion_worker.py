@@ -2,7 +2,8 @@
 
 ``python -m analyzer.conversion_worker savedmodel SRC OUT MODE`` converts the SavedModel at
 SRC (all its serving signatures) to a float .tflite at OUT, with builtins only
-(MODE=builtins) or with SELECT_TF_OPS. Prints one JSON line: {"ok": true, "signatures": [...]}
+(MODE=builtins) or with SELECT_TF_OPS. ``... keras SRC OUTDIR safe|trusted`` loads a Keras
+file (``safe_mode`` unless trusted) and exports it as a SavedModel in OUTDIR. Prints one JSON line: {"ok": true, "signatures": [...]}
 or {"ok": false, "error": "..."}. Never writes anywhere but OUT.
 """
 
@@ -45,12 +46,37 @@ def convert_saved_model(src: str, out: str, mode: str) -> dict:
     return {"ok": True, "signatures": keys}
 
 
+def export_keras(src: str, out: str, mode: str) -> dict:
+    """Load a Keras file (safe_mode unless MODE=trusted) and export it as a SavedModel at OUT."""
+    import keras
+
+    try:
+        model = keras.saving.load_model(src, compile=False, safe_mode=mode != "trusted")
+    except Exception as exc3:  # noqa: BLE001 - reported as the result
+        if not src.endswith(".h5"):
+            return {"ok": False, "error": f"Keras 3 could not load the model: {exc3}"}
+        try:  # a Keras 2 (tf_keras) HDF5 model that Keras 3 cannot read
+            import tensorflow as tf
+            import tf_keras
+
+            legacy = tf_keras.models.load_model(src, compile=False, safe_mode=mode != "trusted")
+            tf.saved_model.save(legacy, out)
+            return {"ok": True, "keras": "tf_keras"}
+        except Exception as exc2:  # noqa: BLE001
+            return {"ok": False, "error": f"neither Keras 3 ({exc3}) nor tf_keras ({exc2}) could load the model"}
+    model.export(out, verbose=False)
+    return {"ok": True, "keras": f"keras {keras.__version__}"}
+
+
 def main(argv: list[str]) -> int:
     kind, src, out, mode = argv
-    if kind != "savedmodel":
+    if kind == "keras":
+        result = export_keras(src, out, mode)
+    elif kind == "savedmodel":
+        result = convert_saved_model(src, out, mode)
+    else:
         print(json.dumps({"ok": False, "error": f"unknown source kind {kind}"}))
         return 2
-    result = convert_saved_model(src, out, mode)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     return 0
 

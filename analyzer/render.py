@@ -72,6 +72,13 @@ def _source(src: dict[str, Any], fmt: str, h) -> list[str]:
     if rows:
         out.append(tabulate(rows, headers=["TF op", "class", "count", "unsafe", "why", "fix"], tablefmt=fmt,
                             maxcolwidths=[None, None, None, 24, 40, 50]))
+    ks = src.get("keras")
+    if ks:
+        custom = f"; custom layers: {', '.join(ks['custom_layers'])}" if ks["custom_layers"] else ""
+        out.append(f"Keras {ks['keras_version'] or '?'} ({ks['container']}) {ks['model_class']} with "
+                   f"{len(ks['layers'])} layers{custom}")
+        for u in ks["unsafe"]:
+            out.append(f"unsafe: {u}")
     if src["conversion_skipped"]:
         out.append(src["conversion_skipped"])
     conv = src["conversion"]

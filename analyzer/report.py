@@ -8,6 +8,7 @@ removed; new fields may appear without a change of major version.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from analyzer import __version__
 from analyzer.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
 from analyzer.cost import CostResult, analyze_cost
-from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult
+from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, export_keras
 from analyzer.errors import ConversionError
 from analyzer.graph import LayerGraph, Tensor
-from analyzer.readers import read, savedmodel
+from analyzer.readers import keras, read, savedmodel
 from analyzer.readers.savedmodel import SourceModel
 from analyzer.runtime_version import RuntimeVersion, minimum_runtime
+from analyzer.tf_static import not_analyzed
 from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
 SCHEMA = "compression-advisor/analyze"
@@ -51,6 +53,7 @@ class SourceAnalysis:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.model.path, "format": self.model.format, "size_bytes": self.model.size_bytes,
+                "keras": self.model.keras.to_dict() if self.model.keras else None,
                 "static": self.model.static.to_dict(),
                 "conversion": self.conversion.to_dict() if self.conversion else None,
                 "conversion_skipped": self.skipped, "agreement": self.agreement()}
@@ -182,17 +185,38 @@ def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = 
     if os.path.isdir(path):
         return analyze_source(savedmodel.open_source(path), names, trust_model=trust_model,
                               convert_timeout=convert_timeout)
+    if keras.match(path):
+        return analyze_keras(path, names, trust_model=trust_model, convert_timeout=convert_timeout)
     return analyze_graph(read(path), names)
 
 
-def analyze_source(model: SourceModel, targets: Sequence[str], *, trust_model: bool = False,
-                   convert_timeout: float = DEFAULT_TIMEOUT) -> AnalysisReport:
-    unsafe = model.static.unsafe
-    if unsafe and not trust_model:
-        why = ", ".join(f"{f.op} ({f.unsafe})" for f in unsafe)
-        skipped = f"not converted: the graph has ops that reach outside the model: {why}; rerun with --trust-model"
+def analyze_keras(path: str, targets: Sequence[str], *, trust_model: bool = False,
+                  convert_timeout: float = DEFAULT_TIMEOUT) -> AnalysisReport:
+    """A .keras / .h5 file: its config statically, then (safe_mode) export to a SavedModel
+    in a temporary directory, which the SavedModel path analyzes and converts."""
+    structure = keras.read_static(path)
+    size = os.path.getsize(path)
+    if structure.unsafe and not trust_model:
+        model = SourceModel(path, keras.FORMAT, not_analyzed("the model was not loaded"), size, structure)
+        skipped = ("not loaded or converted: " + "; ".join(structure.unsafe)
+                   + "; rerun with --trust-model to load it with safe_mode off")
         return AnalysisReport(None, None, None, None, None, SourceAnalysis(model, None, skipped))
-    conversion, graph = savedmodel.convert_to_graph(model, timeout=convert_timeout)
+    with tempfile.TemporaryDirectory(prefix="compression-advisor-") as work:
+        exported = export_keras(path, work, trusted=trust_model, timeout=convert_timeout)
+        static = savedmodel.open_source(exported).static
+        model = SourceModel(path, keras.FORMAT, static, size, structure)
+        return analyze_source(model, targets, trust_model=trust_model, convert_timeout=convert_timeout,
+                              saved_model_dir=exported)
+
+
+def analyze_source(model: SourceModel, targets: Sequence[str], *, trust_model: bool = False,
+                   convert_timeout: float = DEFAULT_TIMEOUT, saved_model_dir: str | None = None) -> AnalysisReport:
+    unsafe = model.unsafe_reasons()
+    if unsafe and not trust_model:
+        skipped = (f"not converted: the graph has ops that reach outside the model: {', '.join(unsafe)}; "
+                   "rerun with --trust-model")
+        return AnalysisReport(None, None, None, None, None, SourceAnalysis(model, None, skipped))
+    conversion, graph = savedmodel.convert_to_graph(model, timeout=convert_timeout, saved_model_dir=saved_model_dir)
     failed = [a for a in conversion.attempts if a.timed_out or (a.error or "").startswith("the converter crashed")]
     if failed:
         raise ConversionError(f"{model.path}: {failed[0].error}")

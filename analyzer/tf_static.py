@@ -99,6 +99,7 @@ class StaticReport:
     variables: tuple[Variable, ...]
     tensorflow_version: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    analyzed: bool = True  # False when no graph could be read (an untrusted Keras file)
 
     def by_class(self, cls: str) -> list[OpFinding]:
         return [f for f in self.ops if f.op_class == cls]
@@ -109,7 +110,9 @@ class StaticReport:
 
     @property
     def verdict(self) -> str:
-        """builtins | select_tf_ops | not_convertible: what conversion should need."""
+        """builtins | select_tf_ops | not_convertible | unknown: what conversion should need."""
+        if not self.analyzed:
+            return "unknown"
         if self.by_class("unsupported"):
             return "not_convertible"
         return "select_tf_ops" if self.by_class("flex") else "builtins"
@@ -128,6 +131,10 @@ class StaticReport:
                           "bytes": sum(v.nbytes for v in self.variables)},
             "notes": list(self.notes),
         }
+
+
+def not_analyzed(note: str) -> StaticReport:
+    return StaticReport({}, 0, (), (), "", (note,), analyzed=False)
 
 
 def _elements(shape: tuple[int, ...]) -> int:

@@ -47,7 +47,7 @@ def build_models(names: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def savedmodels() -> dict[str, Path]:
-    """name -> SavedModel directory (tests/zoo.py write_savedmodels), built once."""
+    """name -> SavedModel directory or Keras file (tests/zoo.py write_savedmodels), built once."""
     out = _cache_dir() / "savedmodels"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / ".lock-sm", "w") as lock:
@@ -59,7 +59,8 @@ def savedmodels() -> dict[str, Path]:
             (out / ".done").touch()
     names = ["sm_keras_cnn", "sm_subclassed", "sm_select_tf_ops", "sm_not_convertible",
              "sm_two_signatures", "sm_writes_file"]
-    return {n: out / n for n in names}
+    files = {"k3": "k3.keras", "k2": "k2.h5", "lambda": "lambda.keras"}
+    return {**{n: out / n for n in names}, **{n: out / f for n, f in files.items()}}
 
 
 @pytest.fixture(scope="session")

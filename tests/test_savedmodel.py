@@ -88,7 +88,7 @@ def test_file_writing_model_is_not_run_or_converted(savedmodels, tmp_path):
     assert not target.exists()
     rc, out, err = run(savedmodels["sm_writes_file"], "--format", "json", "--fail-on", "unsafe")
     doc = json.loads(out)
-    assert rc == 1 and "unsafe ops: WriteFile" in err
+    assert rc == 1 and "unsafe: WriteFile" in err
     assert doc["source"]["static"]["unsafe_ops"] == ["WriteFile"]
     assert doc["source"]["conversion"] is None and "--trust-model" in doc["source"]["conversion_skipped"]
     assert not target.exists()

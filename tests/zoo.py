@@ -380,6 +380,33 @@ def sm_two_signatures(out: str) -> None:
     _save_module(m, out, {"encode": m.encode, "decode": m.decode})
 
 
+def keras3_file(out: str) -> None:
+    """A Keras 3 functional model saved as .keras."""
+    import keras
+
+    inp = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    x = keras.layers.Flatten(name="flatten")(x)
+    _randomized(keras.Model(inp, keras.layers.Dense(2, name="head")(x), name="k3")).save(out)
+
+
+def keras2_h5(out: str) -> None:
+    """A Keras 2 (tf_keras) model saved as legacy HDF5."""
+    import tf_keras
+
+    inp = tf_keras.Input((6,), name="features")
+    x = tf_keras.layers.Dense(5, activation="relu", name="hidden")(inp)
+    _randomized(tf_keras.Model(inp, tf_keras.layers.Dense(3, name="out")(x))).save(out)
+
+
+def keras_lambda(out: str) -> None:
+    """A .keras model with a Lambda layer: serialized Python bytecode in the file."""
+    import keras
+
+    inp = keras.Input((4,), name="x")
+    keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0, name="times_two")(inp)).save(out)
+
+
 def write_savedmodels(root: str) -> dict[str, str]:
     """Build every test SavedModel under ``root``; the file-writing one targets root/written.txt."""
     builders = {"sm_keras_cnn": sm_keras_cnn, "sm_subclassed": sm_subclassed,
@@ -391,6 +418,10 @@ def write_savedmodels(root: str) -> dict[str, str]:
         build(out[name])
     out["sm_writes_file"] = os.path.join(root, "sm_writes_file")
     sm_writes_file(out["sm_writes_file"], os.path.join(root, "written.txt"))
+    for name, build, ext in (("k3", keras3_file, ".keras"), ("k2", keras2_h5, ".h5"),
+                             ("lambda", keras_lambda, ".keras")):
+        out[name] = os.path.join(root, name + ext)
+        build(out[name])
     return out
 
 

@@ -38,4 +38,5 @@ def read(path: str | os.PathLike[str]) -> LayerGraph:
         if len(head) < 8:
             raise ModelFormatError(f"{path}: truncated: {len(head)} bytes is too small for a TFLite model")
         raise ModelFormatError(f"{path}: not a TFLite model (file identifier {head[4:8]!r}, expected b'TFL3')")
-    raise UnsupportedModelError(f"{path}: not a model format this tool reads (expected a .tflite flatbuffer)")
+    raise UnsupportedModelError(f"{path}: not a model format this tool reads (expected a .tflite file, a "
+                                "SavedModel directory or a Keras .keras / .h5 file)")

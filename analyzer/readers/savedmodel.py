@@ -17,6 +17,7 @@ from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, convert
 from analyzer.errors import InputPathError, ModelFormatError
 from analyzer.graph import LayerGraph
 from analyzer.readers import tflite
+from analyzer.readers.keras import KerasStatic
 from analyzer.readers.protowire import WireError
 from analyzer.readers.tf_graph import parse_saved_model
 from analyzer.tf_static import StaticReport, analyze_meta_graph, serving_meta_graph
@@ -32,9 +33,17 @@ def match(path: str) -> bool:
 @dataclass(frozen=True)
 class SourceModel:
     path: str
-    format: str
+    format: str  # savedmodel | keras
     static: StaticReport
     size_bytes: int
+    keras: KerasStatic | None = None  # the Keras file's own structure, for Keras sources
+
+    def unsafe_reasons(self) -> list[str]:
+        """Why converting (or loading) this model could run code or touch files."""
+        out = [f"{f.op} ({f.unsafe})" for f in self.static.unsafe]
+        if self.keras is not None:
+            out.extend(self.keras.unsafe)
+        return out
 
 
 def open_source(path: str) -> SourceModel:
@@ -72,11 +81,12 @@ def open_source(path: str) -> SourceModel:
     return SourceModel(path, FORMAT, static, size)
 
 
-def convert_to_graph(source: SourceModel, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[ConversionResult, LayerGraph | None]:
+def convert_to_graph(source: SourceModel, *, timeout: float = DEFAULT_TIMEOUT,
+                     saved_model_dir: str | None = None) -> tuple[ConversionResult, LayerGraph | None]:
     """Convert with the real converter; the LayerGraph of the float .tflite, or None if it
     does not convert. The temporary .tflite is memory-mapped and removed with its directory."""
     with tempfile.TemporaryDirectory(prefix="compression-advisor-") as work:
-        result = convert(FORMAT, source.path, work, timeout=timeout)
+        result = convert(FORMAT, saved_model_dir or source.path, work, timeout=timeout)
         if result.tflite_path is None:
             return result, None
         graph = tflite.read(result.tflite_path)  # mapped: the unlinked file lives on while mapped

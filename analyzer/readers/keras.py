@@ -1,0 +1,139 @@
+"""Keras files (``.keras`` zip, legacy ``.h5``): layer structure read statically, then export.
+
+The static part reads the model's JSON config without loading the model: layers, their
+classes, nested models, Lambda layers carrying serialized Python code, and custom layers
+whose code would have to be imported. To classify TF ops and convert, a child process
+loads the model with ``safe_mode=True`` (Lambda bytecode refused unless ``--trust-model``),
+exports it as a SavedModel into a temporary directory, and the SavedModel path takes over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer.errors import ModelFormatError
+from analyzer.readers import tflite
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+FORMAT = "keras"
+
+
+def match(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    if head == HDF5_MAGIC:
+        return True
+    return head[:4] == b"PK\x03\x04" and path.endswith(".keras")
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    name: str
+    class_name: str
+    module: str
+    depth: int  # 0 for the model's own layers, more inside nested models
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "class": self.class_name, "module": self.module, "depth": self.depth}
+
+
+@dataclass(frozen=True)
+class KerasStatic:
+    path: str
+    container: str  # keras_v3 (.keras zip) | h5
+    keras_version: str
+    model_class: str
+    layers: tuple[KerasLayer, ...]
+    unsafe: tuple[str, ...]  # why loading would run code from the file
+    custom: tuple[str, ...]  # layers whose classes are not Keras' own
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"container": self.container, "keras_version": self.keras_version,
+                "model_class": self.model_class, "layers": [layer.to_dict() for layer in self.layers],
+                "unsafe": list(self.unsafe), "custom_layers": list(self.custom)}
+
+
+def read_static(path: str) -> KerasStatic:
+    """The Keras model's structure from its config. Raises ModelFormatError for a damaged
+    zip, an HDF5 file that is not a Keras model, or an unreadable config."""
+    size = tflite.check_file(path)
+    if size == 0:
+        raise ModelFormatError(f"{path}: empty file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == HDF5_MAGIC:
+        (config, version), container = _h5_config(path), "h5"
+    else:
+        config, version, container = _zip_config(path)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFormatError(f"{path}: the Keras config has no model class")
+    layers, unsafe, custom = [], [], []
+    _walk(config, 0, layers, unsafe, custom)
+    return KerasStatic(path, container, version, str(config.get("class_name")), tuple(layers[1:]),
+                       tuple(unsafe), tuple(custom))
+
+
+def _zip_config(path: str) -> tuple[Any, str, str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "config.json" not in names:
+                raise ModelFormatError(f"{path}: a zip file without config.json (not a .keras model)")
+            config = json.loads(z.read("config.json"))
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+            bad = z.testzip()
+            if bad is not None:
+                raise ModelFormatError(f"{path}: damaged .keras archive (bad CRC in {bad})")
+    except zipfile.BadZipFile as exc:
+        raise ModelFormatError(f"{path}: truncated or damaged .keras archive ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: unreadable Keras config ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise ModelFormatError(f"{path}: truncated or damaged .keras archive ({exc})") from None
+    return config, str(meta.get("keras_version", "")), "keras_v3"
+
+
+def _h5_config(path: str) -> tuple[Any, str]:
+    import h5py  # a dependency of TensorFlow; imported only for .h5 files
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version", b"")
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: unreadable HDF5 file ({exc})") from None
+    if raw is None:
+        raise ModelFormatError(f"{path}: an HDF5 file that is not a Keras model (no model_config)")
+    version = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw), version
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: unreadable Keras config in HDF5 ({exc})") from None
+
+
+def _walk(node: Any, depth: int, layers: list, unsafe: list, custom: list) -> None:
+    if not isinstance(node, dict) or "class_name" not in node:
+        return
+    cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+    name = str(cfg.get("name", node.get("name", "")))
+    cls = str(node["class_name"])
+    module = str(node.get("module") or "")
+    layers.append(KerasLayer(name, cls, module, depth))
+    if cls == "Lambda" and "function" in cfg:
+        unsafe.append(f"Lambda layer {name!r} holds serialized Python code")
+    if module and not module.startswith("keras"):
+        custom.append(f"{name} ({node.get('registered_name') or cls} from {module or 'unknown module'})")
+    for child in cfg.get("layers", []) if isinstance(cfg.get("layers"), list) else []:
+        _walk(child, depth + 1, layers, unsafe, custom)
+    inner = cfg.get("layer")  # wrappers: TimeDistributed, Bidirectional
+    if isinstance(inner, dict):
+        _walk(inner, depth + 1, layers, unsafe, custom)
