@@ -124,6 +124,7 @@ class Layer:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     custom_options_bytes: int = 0
     called_subgraphs: tuple[int, ...] = ()
+    fused: tuple[str, ...] = ()  # other source layers the converter folded into this op
 
     @property
     def key(self) -> str:
@@ -143,6 +144,8 @@ class Layer:
             d["options"] = dict(self.options)
         if self.called_subgraphs:
             d["called_subgraphs"] = list(self.called_subgraphs)
+        if self.fused:
+            d["fused"] = list(self.fused)
         return d
 
 

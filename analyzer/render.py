@@ -49,6 +49,12 @@ def _shape(shapes: list[list[int]]) -> str:
     return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
 
 
+def _layer_name(lay: dict[str, Any]) -> str:
+    fused = f" (+{', '.join(lay['fused_layers'])})" if lay.get("fused_layers") else ""
+    text = lay["name"] + fused
+    return text if len(text) <= 44 else text[:43] + "~"
+
+
 def _peak(peak: dict[str, Any], layers: list[dict[str, Any]]) -> str:
     if not peak:
         return "-"
@@ -63,7 +69,8 @@ def _source(src: dict[str, Any], fmt: str, h) -> list[str]:
     out = [h("Source model (static analysis, nothing executed)")]
     counts = st["op_counts"]
     out.append(f"{src['format']} {src['path']}, {_size(src['size_bytes'])}; TensorFlow {st['tensorflow_version'] or '?'}; "
-               f"signatures: {', '.join(st['signatures']) or 'none'}; {st['variables']['count']} variables, "
+               f"signatures: {', '.join(st['signatures']) or 'none'}; {len(st['functions'])} functions; "
+               f"{st['variables']['count']} variables, "
                f"{st['variables']['params']:,} values")
     out.append(f"will it convert: {st['verdict']} (TF ops: {counts['builtin']} builtin, {counts['folded']} folded, "
                f"{counts['flex']} need SELECT_TF_OPS, {counts['unsupported']} not convertible)")
@@ -140,7 +147,7 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
     for lay in d["layers"]:
         op = lay["op"] + (f" v{lay['version']}" if lay["version"] > 1 else "")
         rows.append([f"{lay['subgraph']}:{lay['index']}" if s["subgraphs"] > 1 else lay["index"],
-                     lay["name"][:40], op, _shape(lay["output_shapes"]), _count(lay["params"]) if lay["params"] else "",
+                     _layer_name(lay), op, _shape(lay["output_shapes"]), _count(lay["params"]) if lay["params"] else "",
                      _size(lay["weight_bytes"]) if lay["weight_bytes"] else "",
                      _count(lay["macs"]) if lay["macs"] else "", _size(lay["output_bytes"]),
                      ", ".join(lay["unsupported_on"]) or "-"])

@@ -102,6 +102,7 @@ class AnalysisReport:
                      inputs=[_tensor_dict(t) if t is not None else None for t in g.inputs_of(layer)],
                      outputs=[_tensor_dict(t) for t in g.outputs_of(layer)],
                      options=_jsonable(dict(layer.options)),
+                     fused_layers=list(layer.fused),
                      unsupported_on=bad.get((layer.subgraph, layer.index), []))
             if layer.flex_op:
                 d["flex_op"] = layer.flex_op

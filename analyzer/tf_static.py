@@ -94,7 +94,7 @@ class StaticReport:
     """What the static pass found in a TF graph, before any conversion."""
 
     signatures: dict[str, dict[str, Any]]
-    functions: int
+    functions: dict[str, dict[str, int]]  # reachable function -> op type -> count
     ops: tuple[OpFinding, ...]
     variables: tuple[Variable, ...]
     tensorflow_version: str
@@ -121,7 +121,7 @@ class StaticReport:
         return {
             "verdict": self.verdict,
             "signatures": self.signatures,
-            "functions": self.functions,
+            "functions": {name: dict(ops) for name, ops in self.functions.items()},
             "tensorflow_version": self.tensorflow_version,
             "op_counts": {c: sum(f.count for f in self.by_class(c))
                           for c in ("builtin", "folded", "flex", "unsupported")},
@@ -134,7 +134,7 @@ class StaticReport:
 
 
 def not_analyzed(note: str) -> StaticReport:
-    return StaticReport({}, 0, (), (), "", (note,), analyzed=False)
+    return StaticReport({}, {}, (), (), "", (note,), analyzed=False)
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -208,7 +208,8 @@ def analyze_meta_graph(meta: MetaGraph) -> StaticReport:
         findings.append(OpFinding(op, cls, count, reason, tuple(names[op][:5]),
                                   unsafe_table.get(op), _fix(op, cls)))
     variables = _variables(meta, roots)
-    return StaticReport(sigs, len(funcs), tuple(findings), variables, meta.tensorflow_version, tuple(notes))
+    per_function = {name: dict(Counter(n.op for n in meta.functions[name].nodes)) for name in sorted(funcs)}
+    return StaticReport(sigs, per_function, tuple(findings), variables, meta.tensorflow_version, tuple(notes))
 
 
 _ORDER = {"unsupported": 0, "flex": 1, "builtin": 2, "folded": 3}

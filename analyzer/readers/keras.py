@@ -23,6 +23,7 @@ FORMAT = "keras"
 
 
 def match(path: str) -> bool:
+    """An HDF5 file, or a zip holding a Keras v3 config (named .keras or not)."""
     if not os.path.isfile(path):
         return False
     try:
@@ -32,7 +33,15 @@ def match(path: str) -> bool:
         return False
     if head == HDF5_MAGIC:
         return True
-    return head[:4] == b"PK\x03\x04" and path.endswith(".keras")
+    if head[:4] != b"PK\x03\x04":
+        return False
+    if path.endswith(".keras"):
+        return True  # even a damaged one: its reader says what is wrong with it
+    try:  # any other zip is a Keras model if it carries the Keras v3 config
+        with zipfile.ZipFile(path) as z:
+            return "config.json" in z.namelist() and "metadata.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 @dataclass(frozen=True)

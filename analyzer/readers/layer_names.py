@@ -67,8 +67,9 @@ def _candidate(op: dict[str, Any], tensors: Sequence[Any]) -> list[str] | None:
     return None
 
 
-def recover_layer_names(tensors: Sequence[Any], ops: Sequence[dict[str, Any]]) -> list[str]:
-    """One name per op: the recovered layer scope, or ``<op>_<index>`` if none is found."""
+def recover_layer_names(tensors: Sequence[Any], ops: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    """Per op: the recovered layer name (or ``<op>_<index>``), and the other source layers the
+    converter fused into it (a BatchNormalization and a ReLU folded into a convolution)."""
     cands = [_candidate(op, tensors) for op in ops]
     firsts = Counter(c[0] for c in cands if c and len(c) > 1)
     named = sum(1 for c in cands if c)
@@ -83,18 +84,26 @@ def recover_layer_names(tensors: Sequence[Any], ops: Sequence[dict[str, Any]]) -
     if model_scope:
         m = _TRACE_SUFFIX.search(model_scope)
         suffix = m.group(0) if m else None
-    names: list[str | None] = []
-    for c in cands:
-        if not c:
-            names.append(None)
-            continue
+    def normalize(c: list[str]) -> str:
         if model_scope and len(c) > 1 and c[0] == model_scope:
             c = c[1:]
         if suffix:
             c = [p[: -len(suffix)] if p.endswith(suffix) and len(p) > len(suffix) else p for p in c]
-        names.append("/".join(c))
+        return "/".join(c)
+
+    names: list[str | None] = [normalize(c) if c else None for c in cands]
     producer = {t: j for j, op in enumerate(ops) for t in op["outputs"] if t >= 0}
-    return [n or _from_neighbour(i, ops, names, producer) for i, n in enumerate(names)]
+    out = []
+    for i, op in enumerate(ops):
+        name = names[i] or _from_neighbour(i, ops, names, producer)
+        fused: list[str] = []
+        for t in op["outputs"]:
+            for c in _scopes(tensors[t].name) if t >= 0 else ():
+                other = normalize(c)
+                if len(c) > 1 and other != name and not name.startswith(other + "/") and other not in fused:
+                    fused.append(other)
+        out.append((name, tuple(fused)))
+    return out
 
 
 def _from_neighbour(i: int, ops: Sequence[dict[str, Any]], names: list[str | None],

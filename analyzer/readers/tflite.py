@@ -209,7 +209,7 @@ class _Reader:
         raw = [self.read_op(sg.Operators(i), i, index, opcodes, n_t, n_sg) for i in range(n_ops)]
         self.check_dataflow(index, tensors, inputs, raw)
         names = recover_layer_names(tensors, raw)
-        layers = tuple(Layer(name=name, **fields) for fields, name in zip(raw, names))
+        layers = tuple(Layer(name=name, fused=fused, **fields) for fields, (name, fused) in zip(raw, names))
         return Subgraph(index, _text(sg.Name()), tensors, layers, inputs, outputs)
 
     def check_dataflow(self, sg: int, tensors: tuple[Tensor, ...], inputs: tuple[int, ...],
