@@ -42,9 +42,7 @@ class SourceAnalysis:
         if self.conversion is None:
             return {"checked": False, "agree": None, "diff": []}
         static = {f.op: f.op_class for f in self.model.static.ops if f.op_class in ("flex", "unsupported")}
-        conv = self.conversion.converter_ops()
-        if self.conversion.verdict == "select_tf_ops":  # the builtins attempt named every flex op
-            conv = {op: cls for op, cls in conv.items()}
+        conv = self.conversion.converter_ops()  # the builtins attempt names every op it lacks
         diff = [{"op": op, "static": static.get(op, "builtin/folded"), "converter": conv.get(op, "builtin/folded")}
                 for op in sorted(set(static) | set(conv)) if static.get(op) != conv.get(op)]
         verdicts = (self.model.static.verdict, self.conversion.verdict)

@@ -292,7 +292,7 @@ class _Reader:
         if size:
             off = op.LargeCustomOptionsOffset()
             if off + size > self.size:
-                raise self.fail(f"custom options of an operator run past the end of the file")
+                raise self.fail("custom options of an operator run past the end of the file")
             return bytes(self.data[off:off + size])
         n = op.CustomOptionsLength()
         if not n:
