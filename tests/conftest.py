@@ -58,7 +58,7 @@ def savedmodels() -> dict[str, Path]:
                            stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
             (out / ".done").touch()
     names = ["sm_keras_cnn", "sm_subclassed", "sm_select_tf_ops", "sm_not_convertible",
-             "sm_two_signatures", "sm_writes_file"]
+             "sm_two_signatures", "sm_writes_file", "sm_tf_keras"]
     files = {"k3": "k3.keras", "k2": "k2.h5", "lambda": "lambda.keras"}
     return {**{n: out / n for n in names}, **{n: out / f for n, f in files.items()}}
 

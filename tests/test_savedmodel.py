@@ -15,10 +15,10 @@ from analyzer.report import analyze
 from tests.conftest import ROOT
 
 ALL = ["sm_keras_cnn", "sm_subclassed", "sm_select_tf_ops", "sm_not_convertible", "sm_two_signatures",
-       "sm_writes_file"]
+       "sm_writes_file", "sm_tf_keras"]
 EXPECTED = {"sm_keras_cnn": "builtins", "sm_subclassed": "builtins", "sm_select_tf_ops": "select_tf_ops",
             "sm_not_convertible": "not_convertible", "sm_two_signatures": "builtins",
-            "sm_writes_file": "select_tf_ops"}
+            "sm_writes_file": "select_tf_ops", "sm_tf_keras": "builtins"}
 
 
 def run(*args):
@@ -64,6 +64,16 @@ def test_keras_layers_and_fused_batchnorm(savedmodels):
     # 3x3x3x8 conv weights + 8 biases (BatchNorm folded in) + 8x4 dense + 4
     assert report.cost.params == 3 * 3 * 3 * 8 + 8 + 8 * 4 + 4
     assert report.source.model.static.to_dict()["variables"]["params"] == 3 * 3 * 3 * 8 + 8 + 4 * 8 + 8 * 4 + 4
+
+
+def test_keras2_structure_recorded_in_the_savedmodel(savedmodels):
+    report = analyze(savedmodels["sm_tf_keras"], ["cpu"])
+    keras = report.source.model.keras
+    assert keras is not None and keras.model_class == "Functional"
+    assert [(layer.name, layer.class_name) for layer in keras.layers if layer.class_name == "Dense"] == \
+        [("hidden", "Dense"), ("out", "Dense")]
+    assert {"hidden", "out"} <= {layer.name for layer in report.graph.main.layers}
+    assert report.cost.params == 6 * 5 + 5 + 5 * 2 + 2
 
 
 def test_flex_and_unconvertible_findings(savedmodels):

@@ -407,11 +407,20 @@ def keras_lambda(out: str) -> None:
     keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0, name="times_two")(inp)).save(out)
 
 
+def sm_tf_keras(out: str) -> None:
+    """A Keras 2 (tf_keras) model saved as a SavedModel: it records keras_metadata.pb."""
+    import tf_keras
+
+    inp = tf_keras.Input((6,), name="features")
+    x = tf_keras.layers.Dense(5, activation="relu", name="hidden")(inp)
+    _randomized(tf_keras.Model(inp, tf_keras.layers.Dense(2, name="out")(x), name="k2net")).save(out, save_format="tf")
+
+
 def write_savedmodels(root: str) -> dict[str, str]:
     """Build every test SavedModel under ``root``; the file-writing one targets root/written.txt."""
     builders = {"sm_keras_cnn": sm_keras_cnn, "sm_subclassed": sm_subclassed,
                 "sm_select_tf_ops": sm_select_tf_ops, "sm_not_convertible": sm_not_convertible,
-                "sm_two_signatures": sm_two_signatures}
+                "sm_two_signatures": sm_two_signatures, "sm_tf_keras": sm_tf_keras}
     out = {}
     for name, build in builders.items():
         out[name] = os.path.join(root, name)

@@ -146,3 +146,45 @@ def _walk(node: Any, depth: int, layers: list, unsafe: list, custom: list) -> No
     inner = cfg.get("layer")  # wrappers: TimeDistributed, Bidirectional
     if isinstance(inner, dict):
         _walk(inner, depth + 1, layers, unsafe, custom)
+
+
+def read_keras_metadata(saved_model_dir: str) -> KerasStatic | None:
+    """The Keras 2 layer structure a tf_keras SavedModel records in ``keras_metadata.pb``
+    (SavedMetadata: per object its node path, identifier and JSON metadata), or None."""
+    from analyzer.readers.protowire import WireError, fields, text
+
+    path = os.path.join(saved_model_dir, "keras_metadata.pb")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    layers, unsafe, custom, model_class = [], [], [], ""
+    try:
+        for f1, w1, obj in fields(data):
+            if f1 != 1 or w1 != 2:
+                continue
+            node_path = identifier = ""
+            meta: Any = None
+            for f2, w2, v2 in fields(obj):
+                if w2 != 2:
+                    continue
+                if f2 == 3:
+                    node_path = text(v2)
+                elif f2 == 4:
+                    identifier = text(v2)
+                elif f2 == 5:
+                    meta = json.loads(text(v2))
+            if not isinstance(meta, dict) or "class_name" not in meta:
+                continue
+            if node_path == "root":
+                model_class = str(meta["class_name"])
+                continue
+            if identifier in ("_tf_keras_layer", "_tf_keras_network", "_tf_keras_model", "_tf_keras_rnn_layer",
+                              "_tf_keras_input_layer", "_tf_keras_sequential"):
+                depth = node_path.count(".layer") - 1
+                layers.append(KerasLayer(str(meta.get("name", "")), str(meta["class_name"]), "tf_keras", max(depth, 0)))
+                if meta["class_name"] == "Lambda":
+                    unsafe.append(f"Lambda layer {meta.get('name')!r} (its Python code is in the SavedModel's functions)")
+    except (WireError, json.JSONDecodeError, UnicodeDecodeError):
+        return None  # the graph itself is what the analysis needs; this is a bonus
+    return KerasStatic(path, "savedmodel_keras_metadata", "", model_class, tuple(layers), tuple(unsafe), tuple(custom))

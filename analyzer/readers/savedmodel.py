@@ -17,7 +17,7 @@ from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, convert
 from analyzer.errors import InputPathError, ModelFormatError
 from analyzer.graph import LayerGraph
 from analyzer.readers import tflite
-from analyzer.readers.keras import KerasStatic
+from analyzer.readers.keras import KerasStatic, read_keras_metadata
 from analyzer.readers.protowire import WireError
 from analyzer.readers.tf_graph import parse_saved_model
 from analyzer.tf_static import StaticReport, analyze_meta_graph, serving_meta_graph
@@ -41,8 +41,8 @@ class SourceModel:
     def unsafe_reasons(self) -> list[str]:
         """Why converting (or loading) this model could run code or touch files."""
         out = [f"{f.op} ({f.unsafe})" for f in self.static.unsafe]
-        if self.keras is not None:
-            out.extend(self.keras.unsafe)
+        if self.keras is not None and self.keras.container != "savedmodel_keras_metadata":
+            out.extend(self.keras.unsafe)  # a SavedModel's Lambda is traced graph, not bytecode
         return out
 
 
@@ -78,7 +78,7 @@ def open_source(path: str) -> SourceModel:
         raise ModelFormatError(f"{path}: the graph reads {len(static.variables)} variables but "
                                "variables/variables.index is missing")
     size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
-    return SourceModel(path, FORMAT, static, size)
+    return SourceModel(path, FORMAT, static, size, read_keras_metadata(path))
 
 
 def convert_to_graph(source: SourceModel, *, timeout: float = DEFAULT_TIMEOUT,
