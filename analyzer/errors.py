@@ -37,3 +37,7 @@ class ConversionError(AnalyzerError):
 
 class UnsafeModelError(AnalyzerError):
     """The model holds ops that touch files, the network or Python, and was not trusted."""
+
+
+class CalibrationDataError(AnalyzerError, ValueError):
+    """Calibration or evaluation data that cannot be read or does not fit the model."""
