@@ -8,6 +8,7 @@ one line, and the traceback with ``--debug``).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from analyzer import __version__
@@ -50,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files and children go
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if argv is None else None
     try:
         return _run(args)
     except AnalyzerError as exc:
@@ -66,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
               "report it)", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

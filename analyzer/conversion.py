@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -87,19 +88,33 @@ def parse_converter_error(text: str) -> tuple[str, tuple[str, ...], tuple[str, .
 
 
 def _run_worker(args: list[str], timeout: float) -> tuple[dict[str, Any] | None, str, bool]:
+    """Run the worker in its own process group; on a time-out or an interrupt the whole group
+    is killed, so no converter outlives the analysis or writes into a removed directory."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.Popen([sys.executable, "-m", "analyzer.conversion_worker", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
-        p = subprocess.run([sys.executable, "-m", "analyzer.conversion_worker", *args], capture_output=True,
-                           text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        return None, err, True
+        stdout, stderr = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(p)
+        return None, "", True
+    except BaseException:
+        _kill_group(p)
+        raise
     result = None
-    for line in reversed(p.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         if line.startswith("{") and '"ok"' in line:
             result = json.loads(line)
             break
-    return result, p.stderr, False
+    return result, stderr, False
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.communicate()
 
 
 def export_keras(path: str, workdir: str, *, trusted: bool, timeout: float = DEFAULT_TIMEOUT) -> str:

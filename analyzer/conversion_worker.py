@@ -53,13 +53,18 @@ def export_keras(src: str, out: str, mode: str) -> dict:
     try:
         model = keras.saving.load_model(src, compile=False, safe_mode=mode != "trusted")
     except Exception as exc3:  # noqa: BLE001 - reported as the result
-        if not src.endswith(".h5"):
+        with open(src, "rb") as f:
+            hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
+        if not hdf5:
             return {"ok": False, "error": f"Keras 3 could not load the model: {exc3}"}
+        if mode != "trusted":  # tf_keras runs Lambda bytecode even with safe_mode=True
+            return {"ok": False, "error": f"Keras 3 could not load the model ({exc3}); loading it with "
+                                          "Keras 2 (tf_keras) is not safe for untrusted files: rerun with --trust-model"}
         try:  # a Keras 2 (tf_keras) HDF5 model that Keras 3 cannot read
             import tensorflow as tf
             import tf_keras
 
-            legacy = tf_keras.models.load_model(src, compile=False, safe_mode=mode != "trusted")
+            legacy = tf_keras.models.load_model(src, compile=False)
             tf.saved_model.save(legacy, out)
             return {"ok": True, "keras": "tf_keras"}
         except Exception as exc2:  # noqa: BLE001

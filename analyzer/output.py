@@ -19,8 +19,11 @@ def check_outputs(paths: list[str], *, protect: str) -> None:
         if real in seen:
             raise OutputError(f"{path}: given for two outputs")
         seen.add(real)
-        if os.path.exists(protect) and real == os.path.realpath(protect):
+        model = os.path.realpath(protect)
+        if os.path.exists(protect) and real == model:
             raise OutputError(f"{path}: refusing to overwrite the input model")
+        if os.path.isdir(protect) and real.startswith(model + os.sep):
+            raise OutputError(f"{path}: refusing to write inside the input model's directory")
         if os.path.isdir(path):
             raise OutputError(f"{path}: is a directory")
         directory = os.path.dirname(os.path.abspath(path))

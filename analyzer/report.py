@@ -215,6 +215,9 @@ def analyze_source(model: SourceModel, targets: Sequence[str], *, trust_model: b
         skipped = (f"not converted: the graph has ops that reach outside the model: {', '.join(unsafe)}; "
                    "rerun with --trust-model")
         return AnalysisReport(None, None, None, None, None, SourceAnalysis(model, None, skipped))
+    if not model.static.signatures:
+        skipped = "not converted: the SavedModel has no serving signature, which the converter needs"
+        return AnalysisReport(None, None, None, None, None, SourceAnalysis(model, None, skipped))
     conversion, graph = savedmodel.convert_to_graph(model, timeout=convert_timeout, saved_model_dir=saved_model_dir)
     failed = [a for a in conversion.attempts if a.timed_out or (a.error or "").startswith("the converter crashed")]
     if failed:

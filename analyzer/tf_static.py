@@ -113,9 +113,10 @@ class StaticReport:
         """builtins | select_tf_ops | not_convertible | unknown: what conversion should need."""
         if not self.analyzed:
             return "unknown"
-        if self.by_class("unsupported"):
+        served = [f for f in self.ops if f.count]  # ops only in init code are not converted
+        if any(f.op_class == "unsupported" for f in served):
             return "not_convertible"
-        return "select_tf_ops" if self.by_class("flex") else "builtins"
+        return "select_tf_ops" if any(f.op_class == "flex" for f in served) else "builtins"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,14 +155,60 @@ def serving_meta_graph(metas: tuple[MetaGraph, ...]) -> MetaGraph:
 def reachable_functions(meta: MetaGraph, roots: list[Node]) -> set[str]:
     """Functions called, transitively, from the given top-level nodes."""
     seen: set[str] = set()
-    stack = [f for n in roots for f in n.called_functions()]
+    stack = [f for n in roots for f in n.called_functions(meta.functions)]
     while stack:
         name = stack.pop()
         if name in seen or name not in meta.functions:
             continue
         seen.add(name)
-        stack.extend(f for n in meta.functions[name].nodes for f in n.called_functions())
+        stack.extend(f for n in meta.functions[name].nodes for f in n.called_functions(meta.functions))
     return seen
+
+
+def upstream(meta: MetaGraph, roots: list[Node]) -> list[Node]:
+    """Top-graph nodes the roots depend on (data and control inputs): a TF1 graph keeps its
+    whole model in the top graph, not in functions."""
+    by_name = {n.name: n for n in meta.nodes}
+    seen: dict[str, Node] = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen[node.name] = node
+        for inp in node.inputs:
+            dep = by_name.get(inp.lstrip("^").split(":")[0])
+            if dep is not None and dep.name not in seen:
+                stack.append(dep)
+    return list(seen.values())
+
+
+# The variable saver every SavedModel carries: its file ops are how variables are saved and
+# restored, not something the model does. Everything else that touches files is flagged.
+_SAVER_OPS = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "Save", "Restore",
+              "RestoreSlice", "SaveSlices"}
+
+
+def _saver_functions(meta: MetaGraph) -> set[str]:
+    roots = [n for n in meta.nodes if any(i.split(":")[0].lstrip("^") == "saver_filename" for i in n.inputs)]
+    return reachable_functions(meta, roots)
+
+
+def unsafe_findings(meta: MetaGraph) -> dict[str, list[str]]:
+    """op -> node names, for every unsafe op anywhere in the SavedModel: top graph, every
+    library function (reachable or not: init ops and resource initializers run at load),
+    except the variable saver's own save/restore ops."""
+    table = tf_op_table().get("unsafe", {})
+    saver = _saver_functions(meta)
+    out: dict[str, list[str]] = {}
+    for fname, node in meta.all_nodes():
+        if node.op not in table:
+            continue
+        in_saver = fname in saver or (not fname and node.name.split("/")[0] in ("save", "saver"))
+        if node.op in _SAVER_OPS and in_saver:
+            continue
+        out.setdefault(node.op, []).append(f"{fname}/{node.name}" if fname else node.name)
+    return out
 
 
 def signature_roots(meta: MetaGraph) -> tuple[list[Node], dict[str, dict[str, Any]]]:
@@ -193,20 +240,28 @@ def analyze_meta_graph(meta: MetaGraph) -> StaticReport:
         funcs = set(meta.functions)
         roots = list(meta.nodes)
     else:
+        roots = upstream(meta, roots)
         funcs = reachable_functions(meta, roots)
-    nodes: list[Node] = [n for n in roots if n.op not in _CALL_OPS]
+    nodes: list[Node] = [n for n in roots if n.op not in _CALL_OPS and n.op not in meta.functions]
     for name in sorted(funcs):
-        nodes.extend(meta.functions[name].nodes)
+        nodes.extend(n for n in meta.functions[name].nodes if n.op not in meta.functions)
     unsafe_table = tf_op_table().get("unsafe", {})
+    unsafe_nodes = unsafe_findings(meta)
     counts = Counter(n.op for n in nodes)
     names: dict[str, list[str]] = {}
     for n in nodes:
         names.setdefault(n.op, []).append(n.name)
+    for op, where in unsafe_nodes.items():  # unsafe ops outside the serving path still count
+        if op not in counts:
+            counts[op] = 0
+            names[op] = where
     findings = []
     for op, count in sorted(counts.items(), key=lambda kv: (_ORDER[classify(kv[0])[0]], kv[0])):
         cls, reason = classify(op)
+        if count == 0:
+            reason = "not on the serving path, but runs when the model is loaded or initialized"
         findings.append(OpFinding(op, cls, count, reason, tuple(names[op][:5]),
-                                  unsafe_table.get(op), _fix(op, cls)))
+                                  unsafe_table.get(op) if op in unsafe_nodes else None, _fix(op, cls)))
     variables = _variables(meta, roots)
     per_function = {name: dict(Counter(n.op for n in meta.functions[name].nodes)) for name in sorted(funcs)}
     return StaticReport(sigs, per_function, tuple(findings), variables, meta.tensorflow_version, tuple(notes))

@@ -59,7 +59,8 @@ def savedmodels() -> dict[str, Path]:
             (out / ".done").touch()
     names = ["sm_keras_cnn", "sm_subclassed", "sm_select_tf_ops", "sm_not_convertible",
              "sm_two_signatures", "sm_writes_file", "sm_tf_keras"]
-    files = {"k3": "k3.keras", "k2": "k2.h5", "lambda": "lambda.keras"}
+    names += ["sm_init_writes", "sm_tf1_main_op", "sm_tf1_graph"]
+    files = {"k3": "k3.keras", "k2": "k2.h5", "lambda": "lambda.keras", "old_list.h5": "old_list.h5"}
     return {**{n: out / n for n in names}, **{n: out / f for n, f in files.items()}}
 
 

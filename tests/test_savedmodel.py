@@ -164,3 +164,51 @@ def test_open_source_rejects_files(models):
 
     with pytest.raises(InputPathError):
         open_source(str(models["mlp"]))
+
+
+@pytest.mark.parametrize("name,op", [("sm_init_writes", "WriteFile"), ("sm_tf1_main_op", "WriteFile"),
+                                     ("sm_tf1_graph", "WriteFile"), ("old_list.h5", None)])
+def test_code_that_runs_at_load_is_flagged_and_never_run(savedmodels, name, op):
+    """Init ops, resource initializers, TF1 main_ops, TF1 top-graph nodes and old-style Keras
+    Lambda code all run when a model is loaded: analyze must flag them and not load it."""
+    target = savedmodels[name].parent / f"pwned_{name}"
+    assert not target.exists()
+    rc, out, err = run(savedmodels[name], "--format", "json", "--fail-on", "unsafe")
+    doc = json.loads(out)
+    assert rc == 1 and "unsafe" in err, err
+    if op:
+        assert op in doc["source"]["static"]["unsafe_ops"]
+    assert doc["source"]["conversion"] is None and "--trust-model" in doc["source"]["conversion_skipped"]
+    assert not target.exists()
+
+
+def test_tf1_graph_is_classified_from_its_top_graph(savedmodels):
+    static = open_source(str(savedmodels["sm_tf1_graph"])).static
+    ops = {f.op: f for f in static.ops}
+    assert {"Mul", "WriteFile"} <= set(ops) and ops["Mul"].op_class == "builtin"
+
+
+def test_no_output_inside_the_model_directory(savedmodels, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(savedmodels["sm_subclassed"], model)
+    before = _listing(model)
+    rc, _, err = run(model, "-o", model / "saved_model.pb")
+    assert rc == 2 and "inside the input model's directory" in err
+    rc, _, err = run(model, "--graph", model / "variables" / "g.dot")
+    assert rc == 2 and err.count("\n") == 1
+    assert _listing(model) == before
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x12\x04\x2a\x02\x08\x05",              # a signature map entry whose key is a varint
+    b"\x12\x06\x12\x04\x0a\x02\x12\x00",      # a node that is all empty fields
+    b"\x12\x03\x0a\x01\xff",                    # a MetaInfoDef cut inside a varint
+])
+def test_malformed_graph_protobufs(tmp_path, payload):
+    model = tmp_path / "odd"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(payload)
+    rc, out, err = run(model)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err

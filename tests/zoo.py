@@ -416,6 +416,76 @@ def sm_tf_keras(out: str) -> None:
     _randomized(tf_keras.Model(inp, tf_keras.layers.Dense(2, name="out")(x), name="k2net")).save(out, save_format="tf")
 
 
+def sm_init_writes(out: str, target: str) -> None:
+    """A resource whose initializer writes ``target`` when the SavedModel is loaded."""
+    tf = _tf()
+    from tensorflow.python.trackable import resource
+
+    class Res(resource.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
+
+        def _initialize(self):
+            tf.io.write_file(target, "x")
+            return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
+
+    class M(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.r = Res()
+
+        @tf.function(input_signature=[tf.TensorSpec([4], tf.float32, name="x")])
+        def f(self, x):
+            return {"y": x * 2.0}
+
+    m = M()
+    _save_module(m, out, {"serving_default": m.f})
+
+
+def sm_tf1(out: str, target: str, *, main_op: bool) -> None:
+    """A TF1 graph-mode SavedModel writing ``target``: in its main_op (runs at load) or on
+    the serving path through a control dependency."""
+    tf = _tf()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
+        write = tf.io.write_file(target, "x")
+        if main_op:
+            z = tf.identity(x * 2.0, name="z")
+        else:
+            with tf.control_dependencies([write]):
+                z = tf.identity(x * 2.0, name="z")
+        with tf.compat.v1.Session(graph=g) as sess:
+            b = tf.compat.v1.saved_model.Builder(out)
+            sig = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"z": z})
+            b.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig},
+                                           main_op=write if main_op else None)
+            b.save()
+
+
+def keras_old_list_h5(out: str, target: str) -> None:
+    """A Keras <= 2.2-style HDF5 (Sequential config as a list) with a Lambda whose marshalled
+    code writes ``target``: tf_keras runs it on load even with safe_mode=True."""
+    import base64
+    import json
+    import marshal
+
+    import h5py
+
+    def payload(x, _t=target):
+        open(_t, "w").write("x")
+        return x
+
+    code = base64.b64encode(marshal.dumps(payload.__code__)).decode()
+    lam = {"class_name": "Lambda", "config": {"name": "lam", "function": [code, None, None],
+                                              "function_type": "lambda", "arguments": {}}}
+    dense = {"class_name": "Dense", "config": {"name": "d", "units": 2, "batch_input_shape": [None, 4]}}
+    with h5py.File(out, "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": [dense, lam]})
+        f.attrs["keras_version"] = "2.2.4"
+        f.create_group("model_weights")
+
+
 def write_savedmodels(root: str) -> dict[str, str]:
     """Build every test SavedModel under ``root``; the file-writing one targets root/written.txt."""
     builders = {"sm_keras_cnn": sm_keras_cnn, "sm_subclassed": sm_subclassed,
@@ -431,6 +501,13 @@ def write_savedmodels(root: str) -> dict[str, str]:
                              ("lambda", keras_lambda, ".keras")):
         out[name] = os.path.join(root, name + ext)
         build(out[name])
+    # models that would write root/pwned_<name> if anything ran them
+    for name, build in (("sm_init_writes", sm_init_writes),
+                        ("sm_tf1_main_op", lambda o, t: sm_tf1(o, t, main_op=True)),
+                        ("sm_tf1_graph", lambda o, t: sm_tf1(o, t, main_op=False)),
+                        ("old_list.h5", keras_old_list_h5)):
+        out[name] = os.path.join(root, name)
+        build(out[name], os.path.join(root, f"pwned_{name}"))
     return out
 
 

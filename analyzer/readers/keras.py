@@ -85,10 +85,12 @@ def read_static(path: str) -> KerasStatic:
         config, version, container = _zip_config(path)
     if not isinstance(config, dict) or "class_name" not in config:
         raise ModelFormatError(f"{path}: the Keras config has no model class")
-    layers, unsafe, custom = [], [], []
+    layers: list[KerasLayer] = []
+    unsafe: list[str] = []
+    custom: list[str] = []
     _walk(config, 0, layers, unsafe, custom)
     return KerasStatic(path, container, version, str(config.get("class_name")), tuple(layers[1:]),
-                       tuple(unsafe), tuple(custom))
+                       tuple(dict.fromkeys(unsafe)), tuple(custom))
 
 
 def _zip_config(path: str) -> tuple[Any, str, str]:
@@ -99,13 +101,15 @@ def _zip_config(path: str) -> tuple[Any, str, str]:
                 raise ModelFormatError(f"{path}: a zip file without config.json (not a .keras model)")
             config = json.loads(z.read("config.json"))
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+            if not isinstance(meta, dict):
+                raise ModelFormatError(f"{path}: metadata.json is not a JSON object")
             bad = z.testzip()
             if bad is not None:
                 raise ModelFormatError(f"{path}: damaged .keras archive (bad CRC in {bad})")
     except zipfile.BadZipFile as exc:
         raise ModelFormatError(f"{path}: truncated or damaged .keras archive ({exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: unreadable Keras config ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{path}: unreadable Keras config ({type(exc).__name__})") from None
     except (OSError, EOFError) as exc:
         raise ModelFormatError(f"{path}: truncated or damaged .keras archive ({exc})") from None
     return config, str(meta.get("keras_version", "")), "keras_v3"
@@ -125,27 +129,44 @@ def _h5_config(path: str) -> tuple[Any, str]:
     version = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
     try:
         return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw), version
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: unreadable Keras config in HDF5 ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{path}: unreadable Keras config in HDF5 ({type(exc).__name__})") from None
 
 
-def _walk(node: Any, depth: int, layers: list, unsafe: list, custom: list) -> None:
-    if not isinstance(node, dict) or "class_name" not in node:
-        return
-    cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
-    name = str(cfg.get("name", node.get("name", "")))
-    cls = str(node["class_name"])
-    module = str(node.get("module") or "")
-    layers.append(KerasLayer(name, cls, module, depth))
-    if cls == "Lambda" and "function" in cfg:
-        unsafe.append(f"Lambda layer {name!r} holds serialized Python code")
-    if module and not module.startswith("keras"):
-        custom.append(f"{name} ({node.get('registered_name') or cls} from {module or 'unknown module'})")
-    for child in cfg.get("layers", []) if isinstance(cfg.get("layers"), list) else []:
-        _walk(child, depth + 1, layers, unsafe, custom)
-    inner = cfg.get("layer")  # wrappers: TimeDistributed, Bidirectional
-    if isinstance(inner, dict):
-        _walk(inner, depth + 1, layers, unsafe, custom)
+def _walk(root: Any, depth: int, layers: list, unsafe: list, custom: list) -> None:
+    """Layers (the model's, nested models', wrapped ones; old Sequential files keep
+    ``config`` as a plain list of layers), iteratively: configs can nest deeply. Then a scan
+    of the whole config for anything carrying Python code (a Lambda, a ``function_type``,
+    a ``__lambda__``), wherever it hides."""
+    stack = [(root, depth)]
+    while stack:
+        node, d = stack.pop()
+        if not isinstance(node, dict) or "class_name" not in node:
+            continue
+        raw_cfg = node.get("config")
+        cfg = raw_cfg if isinstance(raw_cfg, dict) else {}
+        name = str(cfg.get("name", node.get("name", "")))
+        module = str(node.get("module") or "")
+        layers.append(KerasLayer(name, str(node["class_name"]), module, d))
+        if module and not module.startswith("keras"):
+            custom.append(f"{name} ({node.get('registered_name') or node['class_name']} from {module})")
+        children = raw_cfg if isinstance(raw_cfg, list) else cfg.get("layers", [])
+        children = list(children) if isinstance(children, list) else []
+        if isinstance(cfg.get("layer"), dict):  # wrappers: TimeDistributed, Bidirectional
+            children.append(cfg["layer"])
+        stack.extend((c, d + 1) for c in reversed(children))
+    scan = [root]
+    while scan:
+        node = scan.pop()
+        if isinstance(node, list):
+            scan.extend(node)
+        elif isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+                unsafe.append(f"Lambda layer {cfg.get('name', '?')!r} holds serialized Python code")
+            elif "function_type" in node or "__lambda__" in node:
+                unsafe.append("serialized Python code (function_type / __lambda__) in the config")
+            scan.extend(v for v in node.values() if isinstance(v, (dict, list)))
 
 
 def read_keras_metadata(saved_model_dir: str) -> KerasStatic | None:

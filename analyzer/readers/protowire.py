@@ -58,7 +58,10 @@ def fields(b: bytes | memoryview) -> Iterator[tuple[int, int, object]]:
 
 
 def text(v: object) -> str:
-    return bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+    """A string field's value; raises WireError if the field was not length-delimited."""
+    if not isinstance(v, (bytes, bytearray, memoryview)):
+        raise WireError("a string field has the wrong wire type")
+    return bytes(v).decode("utf-8", "replace")
 
 
 def signed(v: int) -> int:
@@ -67,11 +70,15 @@ def signed(v: int) -> int:
 
 
 def float32(v: object) -> float:
-    return struct.unpack("<f", v)[0]  # type: ignore[arg-type]
+    if not isinstance(v, (bytes, bytearray, memoryview)) or len(v) != 4:
+        raise WireError("a float field is not 4 bytes")
+    return struct.unpack("<f", v)[0]
 
 
 def packed_varints(v: object) -> list[int]:
-    out, i, b = [], 0, bytes(v)  # type: ignore[arg-type]
+    if not isinstance(v, (bytes, bytearray, memoryview)):
+        raise WireError("a packed field is not length-delimited")
+    out, i, b = [], 0, bytes(v)
     while i < len(b):
         x, i = varint(b, i)
         out.append(signed(x))

@@ -10,11 +10,12 @@ works on; its layer names are the source model's (the converter keeps them in te
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, replace
 
 from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, convert
-from analyzer.errors import InputPathError, ModelFormatError
+from analyzer.errors import InputPathError, ModelFormatError, UnsupportedModelError
 from analyzer.graph import LayerGraph
 from analyzer.readers import tflite
 from analyzer.readers.keras import KerasStatic, read_keras_metadata
@@ -71,9 +72,15 @@ def open_source(path: str) -> SourceModel:
         raise ModelFormatError(f"{pb}: empty file")
     try:
         proto = parse_saved_model(data)
-    except (WireError, UnicodeDecodeError, IndexError) as exc:
-        raise ModelFormatError(f"{pb}: corrupt SavedModel protobuf ({exc})") from None
-    static = analyze_meta_graph(serving_meta_graph(proto.meta_graphs))
+        meta = serving_meta_graph(proto.meta_graphs)
+        static = analyze_meta_graph(meta)
+    except (WireError, UnicodeDecodeError, IndexError, struct.error, TypeError, MemoryError,
+            RecursionError, OverflowError) as exc:
+        raise ModelFormatError(f"{pb}: corrupt SavedModel protobuf ({type(exc).__name__}: {exc})") from None
+    if "serve" not in meta.tags:
+        tags = ", ".join(sorted({t for m in proto.meta_graphs for t in m.tags})) or "none"
+        raise UnsupportedModelError(f"{path}: no MetaGraph tagged 'serve' (tags: {tags}); the converter "
+                                    "reads only serving graphs")
     if static.variables and not os.path.isfile(os.path.join(path, "variables", "variables.index")):
         raise ModelFormatError(f"{path}: the graph reads {len(static.variables)} variables but "
                                "variables/variables.index is missing")

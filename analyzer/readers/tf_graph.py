@@ -44,9 +44,10 @@ class Node:
     attrs: Mapping[str, Any]
     device: str = ""
 
-    def called_functions(self) -> list[str]:
-        """Functions this node calls (PartitionedCall ``f``, While ``body``/``cond``, If branches)."""
-        out = []
+    def called_functions(self, library: Mapping[str, Any] | None = None) -> list[str]:
+        """Functions this node calls: through attrs (PartitionedCall ``f``, While ``body``/
+        ``cond``, If branches) and, given the library, by using a function's name as its op."""
+        out = [self.op] if library is not None and self.op in library else []
         for value in self.attrs.values():
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, dict) and "func" in v:
@@ -134,7 +135,9 @@ def _meta_graph(b: Any) -> MetaGraph:
 
 def _map_entry(b: Any) -> tuple[Any, Any]:
     key = value = b""
-    for f, _, v in fields(b):
+    for f, w, v in fields(b):
+        if w != 2:
+            raise WireError("a map entry field is not length-delimited")
         if f == 1:
             key = v
         elif f == 2:
@@ -226,17 +229,19 @@ def _attr_list(b: Any) -> list[Any]:
         if f == 2 and w == 2:
             out.append(bytes(v).decode("utf-8", "replace"))
         elif f == 3:
-            out.extend(packed_varints(v) if w == 2 else [signed(v)])
+            out.extend(signed(x) if w == 0 else x for x in _ints(w, v))
         elif f == 4:
             if w == 2:
                 raw = bytes(v)
+                if len(raw) % 4:
+                    raise WireError("a packed float list is not a multiple of 4 bytes")
                 out.extend(float32(raw[i:i + 4]) for i in range(0, len(raw), 4))
             else:
                 out.append(float32(v))
         elif f == 5:
-            out.extend(bool(x) for x in (packed_varints(v) if w == 2 else [v]))
+            out.extend(bool(x) for x in _ints(w, v))
         elif f == 6:
-            out.extend(dtype_name(x) for x in (packed_varints(v) if w == 2 else [v]))
+            out.extend(dtype_name(x) for x in _ints(w, v))
         elif f == 7 and w == 2:
             out.append(shape(v))
         elif f == 8 and w == 2:
@@ -244,6 +249,15 @@ def _attr_list(b: Any) -> list[Any]:
         elif f == 9 and w == 2:
             out.append({"func": next((text(v2) for f2, w2, v2 in fields(v) if f2 == 1 and w2 == 2), "")})
     return out
+
+
+def _ints(wire: int, v: Any) -> list[int]:
+    """A repeated integer field, packed (wire 2) or not (wire 0)."""
+    if wire == 2:
+        return packed_varints(v)
+    if wire == 0:
+        return [v]
+    raise WireError("an integer list has the wrong wire type")
 
 
 def shape(b: Any) -> tuple[int, ...] | None:
