@@ -43,11 +43,14 @@ class Quantization:
 
 @dataclass(frozen=True)
 class BufferRef:
-    """Where a constant's bytes live in the model file (no copy is ever made)."""
+    """Where a constant's bytes live (no copy is ever made): in the model file, inside the
+    flatbuffer or after it (``external``), or in a separate weights file (``group``, the
+    name of the tensor's ExternalBufferGroup), which this tool does not open."""
 
     offset: int
     size: int
     external: bool = False
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ class LayerGraph:
 
     def constant(self, tensor: Tensor) -> np.ndarray | None:
         """A read-only numpy view of a constant's data (no copy), or None if not viewable."""
-        if tensor.buffer is None or self._data is None:
+        if tensor.buffer is None or tensor.buffer.group is not None or self._data is None:
             return None
         dt = numpy_dtype(tensor.dtype)
         if dt is None or tensor.sparse:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from analyzer.errors import ModelFormatError
 from analyzer.readers import read
 from tests.conftest import ROOT
 from tests.flatbuffer_edit import externalize_buffers, synthetic_fc_model
@@ -200,3 +201,34 @@ def test_tflite_metadata_strings(models, tmp_path):
     meta = read(path).info.metadata["TFLITE_METADATA"]
     assert meta["name"] == "digits classifier" and meta["description"] == "classifies 8x8 digits"
     assert (meta["version"], meta["author"], meta["license"]) == ("v3", "the team", "Apache-2.0")
+
+
+def test_weights_in_an_external_file_group(models, tmp_path):
+    """Tensors whose data lives in a separate weights file (ExternalBuffer / ExternalBufferGroup)
+    are constants of known size; the tool does not open the other file."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    from analyzer.cost import analyze_cost
+    from tests.flatbuffer_edit import pack, unpack
+
+    model = unpack(models["mlp"].read_bytes())
+    sg = model.subgraphs[0]
+    w = sg.tensors[sg.operators[0].inputs[1]]  # hidden1 weights, 48x64 float32
+    w.buffer = 0
+    group = fb.ExternalBufferGroupT()
+    group.name = "mlp.weights.bin"
+    ext = fb.ExternalBufferT()
+    ext.id, ext.group, ext.offset, ext.length = 7, 0, 0, 48 * 64 * 4
+    model.externalBufferGroups, model.externalBuffers = [group], [ext]
+    w.externalBuffer = 7
+    path = tmp_path / "external_group.tflite"
+    path.write_bytes(pack(model))
+    graph = read(path)
+    t = graph.tensor(0, graph.main.layers[0].inputs[1])
+    assert t.is_constant and t.buffer.group == "mlp.weights.bin" and t.nbytes == 48 * 64 * 4
+    assert graph.constant(t) is None
+    assert analyze_cost(graph).params == analyze_cost(read(models["mlp"])).params
+    w.externalBuffer = 9  # an id the model does not list
+    path.write_bytes(pack(model))
+    with pytest.raises(ModelFormatError, match="external buffer 9"):
+        read(path)

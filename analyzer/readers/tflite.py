@@ -148,6 +148,7 @@ class _Reader:
         model = fb.Model.GetRootAs(self.data, 0)
         opcodes = self.read_opcodes(model)
         buffers = self.read_buffers(model)
+        self.external = self.read_external_buffers(model)
         n_sg = self.count(model.SubgraphsLength(), 4, "subgraph")
         if n_sg == 0:
             raise self.fail("the model has no subgraphs")
@@ -199,6 +200,19 @@ class _Reader:
             refs.append(BufferRef(start, n) if n else None)
         return refs
 
+    def read_external_buffers(self, model: Any) -> dict[int, BufferRef]:
+        """Tensor data kept in separate weight files (ExternalBuffer ids -> group and range)."""
+        groups = [_text(model.ExternalBufferGroups(i).Name())
+                  for i in range(self.count(model.ExternalBufferGroupsLength(), 4, "external buffer group"))]
+        out = {}
+        for i in range(self.count(model.ExternalBuffersLength(), 4, "external buffer")):
+            eb = model.ExternalBuffers(i)
+            group = self.index(eb.Group(), len(groups), "external buffer group", f"external buffer {i}") \
+                if groups else None
+            out[eb.Id()] = BufferRef(eb.Offset(), eb.Length(), external=True,
+                                     group=groups[group] if group is not None else "")
+        return out
+
     def read_subgraph(self, sg: Any, index: int, opcodes: list, buffers: list, n_sg: int) -> Subgraph:
         n_t = self.count(sg.TensorsLength(), 4, f"subgraph {index} tensor")
         tensors = tuple(self.read_tensor(sg.Tensors(i), i, buffers, index) for i in range(n_t))
@@ -236,6 +250,12 @@ class _Reader:
         b = t.Buffer()
         self.index(b, len(buffers), "buffer", f"subgraph {sg} tensor {i}") if b else None
         ref = buffers[b] if b else None
+        ext = t.ExternalBuffer()
+        if ext:
+            if ext not in self.external:
+                raise self.fail(f"subgraph {sg} tensor {i} refers to external buffer {ext}, which the model "
+                                "does not list")
+            ref = self.external[ext]
         return Tensor(
             index=i, name=_text(t.Name()), dtype=dtype, shape=shape,
             shape_signature=tuple(int(d) for d in sig) if len(sig) else None,
