@@ -25,6 +25,7 @@ LABEL_NAMES = ("y", "labels", "label")
 
 @dataclass(frozen=True)
 class ModelInput:
+    index: int  # tensor index in the main subgraph
     name: str  # the name users use: the signature key, else the tensor name
     aliases: tuple[str, ...]
     dtype: str
@@ -65,7 +66,7 @@ def model_inputs(graph: LayerGraph) -> list[ModelInput]:
         base = t.name.split(":")[0]
         aliases = {t.name, base, base.removeprefix("serving_default_")} - {key}
         dims = t.shape_signature if t.shape_signature is not None else t.shape
-        out.append(ModelInput(key, tuple(sorted(aliases)), t.dtype, tuple(dims[1:])))
+        out.append(ModelInput(t.index, key, tuple(sorted(aliases)), t.dtype, tuple(dims[1:])))
     return out
 
 

@@ -1,0 +1,92 @@
+"""Activation statistics from one interpreter pass over the data (issue 5 groundwork).
+
+The float model runs once per sample in the stock LiteRT interpreter with every
+intermediate tensor preserved and no default delegate (XNNPACK would keep intermediates
+inside its own kernels); each floating-point activation's range, mean and percentiles are
+accumulated as the samples go by. Nothing is run per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.calibration import Dataset, model_inputs
+from analyzer.graph import LayerGraph
+
+RESERVOIR = 4096  # values kept per tensor for percentiles
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    index: int
+    name: str
+    min: float
+    max: float
+    mean: float
+    percentiles: dict[float, float]  # e.g. {0.01: ..., 99.99: ...}
+    samples: int
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "name": self.name, "min": self.min, "max": self.max, "mean": self.mean,
+                "percentiles": {str(k): v for k, v in self.percentiles.items()}, "samples": self.samples}
+
+
+class _Accumulator:
+    def __init__(self, seed: int) -> None:
+        self.lo, self.hi, self.total, self.count, self.n = np.inf, -np.inf, 0.0, 0, 0
+        self.kept: list[np.ndarray] = []
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, a: np.ndarray) -> None:
+        flat = a.reshape(-1).astype(np.float64, copy=False)
+        if not flat.size:
+            return
+        self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))
+        self.total += float(flat.sum())
+        self.count += flat.size
+        self.n += 1
+        take = min(flat.size, RESERVOIR)
+        self.kept.append(flat if take == flat.size else self.rng.choice(flat, take, replace=False))
+
+
+def collect(graph: LayerGraph, model: bytes | str, data: Dataset, *,
+            percentiles: Sequence[float] = (0.01, 99.99), seed: int = 0) -> dict[int, TensorStats]:
+    """Statistics of every float activation (non-constant tensor) of the main subgraph.
+
+    ``model`` is the .tflite path or bytes the graph was read from. Raises RuntimeError from
+    the interpreter if the model cannot run (a custom op without a kernel, a Flex op).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kwargs = {"model_path": model} if isinstance(model, str) else {"model_content": model}
+    it = Interpreter(**kwargs, experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    inputs = model_inputs(graph)
+    first = data.sample(0)
+    for inp in inputs:
+        it.resize_tensor_input(inp.index, list(first[inp.name].shape))
+    it.allocate_tensors()
+    wanted = [t for t in graph.main.tensors if t.buffer is None and t.dtype in ("float32", "float16")]
+    acc = {t.index: _Accumulator(seed + t.index) for t in wanted}
+    for i in range(len(data)):
+        sample = data.sample(i)
+        for inp in inputs:
+            it.set_tensor(inp.index, sample[inp.name])
+        it.invoke()
+        for t in wanted:
+            try:
+                acc[t.index].add(it.get_tensor(t.index))
+            except ValueError:  # a tensor the runtime never materialised (optimised away)
+                continue
+    out = {}
+    for t in wanted:
+        a = acc[t.index]
+        if not a.count:
+            continue
+        kept = np.concatenate(a.kept)
+        pct = {float(p): float(v) for p, v in zip(percentiles, np.percentile(kept, list(percentiles)))}
+        out[t.index] = TensorStats(t.index, t.name, a.lo, a.hi, a.total / a.count, pct, a.n)
+    return out
