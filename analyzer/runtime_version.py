@@ -6,25 +6,18 @@ The table (``tables/runtime_versions.json``) is TensorFlow's
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
+from analyzer.data_tables import load_data_table
 from analyzer.errors import TableError
 from analyzer.graph import LayerGraph
 
 
-@lru_cache(maxsize=1)
 def runtime_table() -> dict[str, Any]:
-    res = resources.files("analyzer") / "tables" / "runtime_versions.json"
-    try:
-        data = json.loads(res.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        raise TableError(f"tables/runtime_versions.json: unreadable ({exc})") from None
-    if data.get("schema") != 1 or not isinstance(data.get("ops"), dict):
-        raise TableError("tables/runtime_versions.json: unexpected schema")
+    data = load_data_table("runtime_versions")
+    if not isinstance(data.get("ops"), dict):
+        raise TableError("tables/runtime_versions.json: no 'ops' table")
     return data
 
 

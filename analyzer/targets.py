@@ -7,13 +7,13 @@ came from. This module knows the constraint vocabulary; it knows nothing of any 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from analyzer.data_tables import load_data_table
 from analyzer.errors import TableError, UsageError
 from analyzer.graph import Layer, LayerGraph, Quantization, Tensor
 
@@ -366,9 +366,4 @@ def load_table(target: str) -> TargetTable:
     """The bundled table of ``target``; raises UsageError if there is none."""
     if target not in available_targets():
         raise UsageError(f"unknown target {target!r} (known: {', '.join(available_targets())})")
-    res = resources.files("analyzer") / "tables" / "targets" / f"{target}.json"
-    try:
-        data = json.loads(res.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TableError(f"tables/targets/{target}.json: not valid JSON ({exc})") from None
-    return parse_table(data, f"tables/targets/{target}.json")
+    return parse_table(load_data_table(f"targets/{target}"), f"tables/targets/{target}.json")

@@ -9,15 +9,12 @@ Ops that touch the file system, the network or Python are flagged as unsafe.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
+from analyzer.data_tables import load_data_table
 from analyzer.dtypes import nbytes
-from analyzer.errors import TableError
 from analyzer.readers.tf_graph import MetaGraph, Node
 from analyzer.targets import load_table
 
@@ -25,16 +22,8 @@ _SKIP_SIGNATURES = {"__saved_model_init_op"}
 _CALL_OPS = {"StatefulPartitionedCall", "PartitionedCall"}
 
 
-@lru_cache(maxsize=1)
 def tf_op_table() -> dict[str, Any]:
-    res = resources.files("analyzer") / "tables" / "tf_ops.json"
-    try:
-        data = json.loads(res.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        raise TableError(f"tables/tf_ops.json: unreadable ({exc})") from None
-    if data.get("schema") != 1:
-        raise TableError("tables/tf_ops.json: unexpected schema")
-    return data
+    return load_data_table("tf_ops")
 
 
 def classify(op: str) -> tuple[str, str]:

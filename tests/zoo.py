@@ -208,15 +208,14 @@ def keras_facts() -> dict[str, int]:
             "demo_mobilenet_v2_folded_params": mnv2.count_params() - 3 * bn}
 
 
-def two_signatures() -> bytes:
-    """A model with two signatures: encode and decode."""
+def _codec():
+    """A tf.Module with two signatures, encode and decode, sharing one variable."""
     tf = _tf()
 
     class Codec(tf.Module):
         def __init__(self):
             super().__init__()
-            rng = np.random.default_rng(3)
-            self.w = tf.Variable(rng.normal(size=(16, 4)).astype("float32"))
+            self.w = tf.Variable(np.random.default_rng(3).normal(size=(16, 4)).astype("float32"))
 
         @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="x")])
         def encode(self, x):
@@ -226,7 +225,13 @@ def two_signatures() -> bytes:
         def decode(self, code):
             return {"x": tf.matmul(code, self.w, transpose_b=True)}
 
-    m = Codec()
+    return Codec()
+
+
+def two_signatures() -> bytes:
+    """A model with two signatures: encode and decode."""
+    tf = _tf()
+    m = _codec()
     conv = tf.lite.TFLiteConverter.from_concrete_functions(
         [m.encode.get_concrete_function(), m.decode.get_concrete_function()], m)
     return conv.convert()
@@ -361,22 +366,7 @@ def sm_writes_file(out: str, target: str) -> None:
 
 
 def sm_two_signatures(out: str) -> None:
-    tf = _tf()
-
-    class Codec(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = tf.Variable(np.random.default_rng(3).normal(size=(16, 4)).astype("float32"))
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="x")])
-        def encode(self, x):
-            return {"code": tf.nn.relu(tf.matmul(x, self.w))}
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="code")])
-        def decode(self, code):
-            return {"x": tf.matmul(code, self.w, transpose_b=True)}
-
-    m = Codec()
+    m = _codec()
     _save_module(m, out, {"encode": m.encode, "decode": m.decode})
 
 
