@@ -24,13 +24,7 @@ FORMAT = "keras"
 
 def match(path: str) -> bool:
     """An HDF5 file, or a zip holding a Keras v3 config (named .keras or not)."""
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
+    head = tflite.file_head(path)
     if head == HDF5_MAGIC:
         return True
     if head[:4] != b"PK\x03\x04":

@@ -59,15 +59,21 @@ _SKIP_GETTER = re.compile(r"^(Init|GetRootAs.*|.*BufferHasIdentifier|.*Length|.*
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
-def match(path: str) -> bool:
-    """True if the regular file at ``path`` carries the TFLite file identifier."""
-    if not os.path.isfile(path):  # never open a FIFO or device just to look
-        return False
+def file_head(path: str, n: int = 8) -> bytes:
+    """The first ``n`` bytes of a regular file, or b"" (a missing or unreadable file, a FIFO
+    or device, which must never be opened just to look)."""
+    if not os.path.isfile(path):
+        return b""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            return f.read(n)
     except OSError:
-        return False
+        return b""
+
+
+def match(path: str) -> bool:
+    """True if the regular file at ``path`` carries the TFLite file identifier."""
+    head = file_head(path)
     return len(head) == 8 and head[4:8] == FILE_IDENTIFIER
 
 
