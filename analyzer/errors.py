@@ -41,3 +41,7 @@ class UnsafeModelError(AnalyzerError):
 
 class CalibrationDataError(AnalyzerError, ValueError):
     """Calibration or evaluation data that cannot be read or does not fit the model."""
+
+
+class MetricError(AnalyzerError, ValueError):
+    """A user metric function that cannot be imported, raises, or returns a non-number."""

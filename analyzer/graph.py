@@ -254,6 +254,13 @@ class LayerGraph:
         arr = np.frombuffer(self._data, dtype=dt, count=count, offset=tensor.buffer.offset)
         return arr.reshape(tensor.shape) if count == tensor.elements else arr
 
+    def model_bytes(self) -> bytes:
+        """The whole model file the graph was read from (a copy); raises ValueError if the
+        graph was not read from a file held in memory or mapped."""
+        if self._data is None:
+            raise ValueError("this graph holds no model bytes")
+        return bytes(self._data)
+
     @property
     def nx(self) -> "nx.MultiDiGraph":
         """Bipartite graph of op nodes (``op:s:i``) and tensor nodes (``t:s:i``)."""

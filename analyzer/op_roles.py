@@ -30,3 +30,23 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 
 # Ops whose weights are their main work: the layer kinds quantization choices are about.
 WEIGHTED_OPS = frozenset(WEIGHT_INPUTS)
+
+# The inputs that weight quantization rounds (biases stay at high precision, as the
+# converter keeps them int32), and the output-channel axis of each, for per-channel
+# scales. Sources: tensorflow/lite/kernels/*.cc filter layouts ([O,H,W,I] for conv,
+# [1,H,W,O] for depthwise, [O,I] for fully connected, [D,H,W,I,O] / [D,H,W,O,I] for 3-D).
+QUANTIZED_WEIGHTS: dict[str, dict[int, int]] = {
+    "CONV_2D": {1: 0},
+    "DEPTHWISE_CONV_2D": {1: 3},
+    "FULLY_CONNECTED": {1: 0},
+    "TRANSPOSE_CONV": {1: 0},
+    "CONV_3D": {1: 4},
+    "CONV_3D_TRANSPOSE": {1: 3},
+    "BATCH_MATMUL": {1: -1},
+    "EMBEDDING_LOOKUP": {1: 0},
+    "LSTM": {i: 0 for i in (*range(1, 9), 16)},
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": {i: 0 for i in (*range(1, 9), 16)},
+    "RNN": {1: 0, 2: 0},
+    "UNIDIRECTIONAL_SEQUENCE_RNN": {1: 0, 2: 0},
+    "SVDF": {1: 0, 2: 0},
+}

@@ -24,6 +24,9 @@ sys.path.insert(0, str(ROOT))
 from tests import zoo  # noqa: E402  (imports no TensorFlow)
 
 
+DEBUGGER_CSV = "float_cnn.debugger.csv"  # QuantizationDebugger's statistics of float_cnn's Keras model
+
+
 def _cache_dir() -> Path:
     h = hashlib.sha256((ROOT / "tests" / "zoo.py").read_bytes())
     h.update(importlib.metadata.version("tensorflow").encode())
@@ -36,9 +39,10 @@ def build_models(names: list[str]) -> Path:
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         missing = [n for n in names if not (out / f"{n}.tflite").exists()]
-        if missing or not (out / "keras_facts.json").exists():
+        if missing or not (out / "keras_facts.json").exists() or not (out / DEBUGGER_CSV).exists():
             script = ("import sys, json; from tests import zoo\n"
                       "for n in sys.argv[2:]: zoo.write(n, f'{sys.argv[1]}/{n}.tflite')\n"
+                      f"open(f'{{sys.argv[1]}}/{DEBUGGER_CSV}', 'w').write(zoo.quantization_debugger_csv())\n"
                       "open(f'{sys.argv[1]}/keras_facts.json', 'w').write(json.dumps(zoo.keras_facts()))\n")
             subprocess.run([sys.executable, "-c", script, str(out), *missing], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -62,6 +66,12 @@ def savedmodels() -> dict[str, Path]:
     names += ["sm_init_writes", "sm_tf1_main_op", "sm_tf1_graph"]
     files = {"k3": "k3.keras", "k2": "k2.h5", "lambda": "lambda.keras", "old_list.h5": "old_list.h5"}
     return {**{n: out / n for n in names}, **{n: out / f for n, f in files.items()}}
+
+
+@pytest.fixture(scope="session")
+def debugger_csv(models) -> Path:
+    """QuantizationDebugger's per-layer CSV for the model float_cnn was converted from."""
+    return next(iter(models.values())).parent / DEBUGGER_CSV
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,31 @@ def int8_cnn() -> bytes:
     return _convert_keras(cnn_keras(), cfg)
 
 
+def int8_float_io_cnn() -> bytes:
+    """The converter's full-int8 model with float input and output (its default I/O)."""
+    def cfg(c, tf):
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = representative()
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return _convert_keras(cnn_keras(), cfg)
+
+
+def quantization_debugger_csv() -> str:
+    """TFLite's QuantizationDebugger per-layer statistics of cnn_keras() quantized to int8
+    with representative() as both calibration and debug data (its CSV dump)."""
+    import io
+
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_keras_model(cnn_keras())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative()
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative())
+    debugger.run()
+    out = io.StringIO()
+    debugger.layer_statistics_dump(out)
+    return out.getvalue()
+
+
 def int16x8_cnn() -> bytes:
     def cfg(c, tf):
         c.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -282,6 +307,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "float16_cnn": float16_cnn,
     "int8_cnn": int8_cnn,
     "int16x8_cnn": int16x8_cnn,
+    "int8_float_io_cnn": int8_float_io_cnn,
     "mlp": mlp,
     "lstm": lstm,
     "select_tf_ops": select_tf_ops,

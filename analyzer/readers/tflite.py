@@ -101,6 +101,17 @@ def read(path: str | os.PathLike[str]) -> LayerGraph:
         raise ModelFormatError(f"{path}: corrupt or truncated TFLite flatbuffer ({exc})") from None
 
 
+def read_bytes(data: bytes, path: str = "<bytes>") -> LayerGraph:
+    """Read a .tflite model held in memory (``path`` names it in messages); as :func:`read`."""
+    try:
+        return _Reader(path, data).read()
+    except ModelFormatError:
+        raise
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError, TypeError,
+            OverflowError, RecursionError, AssertionError) as exc:
+        raise ModelFormatError(f"{path}: corrupt or truncated TFLite flatbuffer ({exc})") from None
+
+
 def check_file(path: str) -> int:
     """The size of the regular, readable file at ``path``; raises InputPathError otherwise."""
     try:

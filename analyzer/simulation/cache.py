@@ -1,0 +1,70 @@
+"""Evaluated configurations, kept on disk so a rerun (or the search) never repeats one.
+
+One SQLite file; the key hashes everything a result depends on (model bytes, data, metric,
+calibration method, the configuration, and :data:`VERSION` of the simulation code), so a
+changed input can never return a stale result. Only the parent process writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from typing import Any
+
+VERSION = "sim-1"  # bump when the simulation's numbers change for the same inputs
+
+
+def digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256(VERSION.encode())
+    for p in parts:
+        h.update(b"\0")
+        h.update(p.encode() if isinstance(p, str) else p)
+    return h.hexdigest()
+
+
+class ResultCache:
+    """``get(key)`` / ``put(key, value)`` of JSON-able results; ``path=None`` keeps nothing."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.path = os.path.join(directory, "evaluations.sqlite") if directory else None
+        self._db: sqlite3.Connection | None = None
+        if self.path:
+            os.makedirs(directory, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get(self, key: str) -> Any | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value: Any) -> None:
+        if self._db is None:
+            return
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, json.dumps(value)))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def default_directory() -> str:
+    """``$XDG_CACHE_HOME/compression-advisor`` (``~/.cache/compression-advisor``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "compression-advisor")
+
+
+def data_digest(inputs: dict, labels) -> str:
+    h = hashlib.sha256()
+    for name in sorted(inputs):
+        a = inputs[name]
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(memoryview(a).cast("B") if a.flags.c_contiguous else a.tobytes())
+    if labels is not None:
+        h.update(labels.tobytes())
+    return h.hexdigest()

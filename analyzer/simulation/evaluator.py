@@ -1,0 +1,174 @@
+"""Evaluate per-layer configurations of one float model on one dataset, in parallel, cached.
+
+An :class:`Evaluator` owns everything an evaluation needs (the rewriter, the runner, the
+float model's outputs, the metric); :func:`evaluate_all` runs a list of :class:`Task` in
+worker processes that each build their own Evaluator once, and keeps every result in the
+:class:`ResultCache`. The search reuses all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analyzer.calibration import Dataset
+from analyzer.graph import LayerGraph
+from analyzer.readers.tflite import read_bytes
+from analyzer.simulation.cache import ResultCache, data_digest, digest
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.fake_quant import activation_params
+from analyzer.simulation.metrics import SQNR_CAP_DB, Metric, Score
+from analyzer.simulation.rewrite import Rewriter
+from analyzer.simulation.runner import Runner
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation: ``config`` (layer index -> choice); ``local`` asks for per-layer output
+    errors (of ``probe`` layers) instead of a model score."""
+
+    key: tuple  # the caller's name for it, e.g. ("one", "int8", 12)
+    config: Mapping[int, LayerChoice]
+    local: bool = False
+    probe: tuple[int, ...] = ()
+
+    def identity(self) -> str:
+        cfg = sorted((i, c.to_dict()) for i, c in self.config.items())
+        return json.dumps({"config": cfg, "local": self.local, "probe": list(self.probe)}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every worker needs to build an Evaluator (picklable)."""
+
+    model: bytes
+    path: str
+    data: Dataset
+    ranges: Mapping[int, tuple[float, float]]
+    metric_labels: np.ndarray | None
+    metric_fn: str | None
+    batch: int = 32
+    threads: int = 1
+    range_method: str = "minmax"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Evaluator:
+    def __init__(self, setup: Setup, graph: LayerGraph | None = None) -> None:
+        self.setup = setup
+        self.graph = graph if graph is not None else read_bytes(setup.model, setup.path)
+        self.rewriter = Rewriter(setup.model, self.graph, setup.ranges)
+        self.runner = Runner(self.graph, setup.data, batch=setup.batch, threads=setup.threads)
+        self.metric = Metric(setup.metric_labels, setup.metric_fn)
+        self.reference = self.runner.outputs(setup.model)
+
+    def baseline(self) -> Score:
+        return self.metric.score(self.reference, self.reference)
+
+    def run(self, task: Task) -> dict:
+        built = self.rewriter.build(task.config, shadow=task.probe if task.local else ())
+        if task.local:
+            return self._local(built)
+        return self.metric.score(self.reference, self.runner.outputs(built.model)).to_dict()
+
+    def _local(self, built) -> dict:
+        """Per shadowed layer: its output as the next layer reads it, against the float op on
+        the same inputs (the layer's own error, not what earlier layers added)."""
+        sums: dict[int, list[float]] = {i: [0.0, 0.0, 0] for i in built.shadows}
+
+        def accumulate(i: int, ref: np.ndarray, x: np.ndarray) -> None:
+            ref = ref.astype(np.float64)
+            err = x.astype(np.float64) - ref
+            s = sums[i]
+            s[0] += float(np.sum(ref ** 2))
+            s[1] += float(np.sum(err ** 2))
+            s[2] += err.size
+
+        plain = Runner(self.graph, self.setup.data, batch=self.setup.batch, delegates=False)
+        plain.compare(built.model, built.shadows, accumulate)
+        layers = self.graph.main.layers
+        result = {}
+        for i, (signal, noise, n) in sums.items():
+            if not n:
+                continue
+            lo, hi = self.setup.ranges.get(layers[i].outputs[0], (0.0, 0.0))
+            step = activation_params(lo, hi, "int8")[0] if hi > lo else 0.0
+            rmse = (noise / n) ** 0.5
+            if noise == 0:
+                snr = SQNR_CAP_DB
+            elif signal == 0:
+                snr = -SQNR_CAP_DB
+            else:
+                snr = min(SQNR_CAP_DB, 10 * math.log10(signal / noise))
+            result[str(i)] = {"sqnr_db": round(snr, 4), "rmse": rmse, "rmse_scale": rmse / step if step else None}
+        return result
+
+
+_WORKER: Evaluator | None = None
+
+
+def _init_worker(setup: Setup) -> None:
+    global _WORKER
+    _WORKER = Evaluator(setup)
+
+
+def _run_in_worker(task: Task) -> tuple[tuple, dict]:
+    assert _WORKER is not None
+    return task.key, _WORKER.run(task)
+
+
+def cache_key(setup: Setup, metric: Metric, task: Task) -> str:
+    return digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels), metric.identity(),
+                  setup.range_method, json.dumps(sorted(setup.ranges.items())), task.identity())
+
+
+def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, cache: ResultCache | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[dict[tuple, dict], int]:
+    """Every task's result (key -> result dict) and how many came from the cache.
+
+    With ``jobs`` > 1 the uncached tasks run in that many spawned worker processes.
+    """
+    results: dict[tuple, dict] = {}
+    todo: list[tuple[Task, str]] = []
+    for task in tasks:
+        key = cache_key(evaluator.setup, evaluator.metric, task)
+        hit = cache.get(key) if cache else None
+        if hit is not None:
+            results[task.key] = hit
+            if progress:
+                progress(1)
+        else:
+            todo.append((task, key))
+    cached = len(results)
+    keys = {task.key: key for task, key in todo}
+
+    def done(task_key: tuple, value: dict) -> None:
+        results[task_key] = value
+        if cache:
+            cache.put(keys[task_key], value)
+        if progress:
+            progress(1)
+
+    if jobs <= 1 or len(todo) < 2 * jobs:
+        for task, _ in todo:
+            done(task.key, evaluator.run(task))
+        return results, cached
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(evaluator.setup,)) as pool:
+        futures = [pool.submit(_run_in_worker, task) for task, _ in todo]
+        try:
+            for fut in as_completed(futures):
+                done(*fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return results, cached

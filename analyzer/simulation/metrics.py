@@ -1,0 +1,128 @@
+"""How good a compressed model's outputs are: the task metric and fidelity to the float model.
+
+With labels, the primary metric is top-1 accuracy of the first output; ``--metric-fn
+module:function`` replaces it with ``function(outputs, labels) -> float`` (``outputs``: one
+array per model output, samples along axis 0; ``labels`` may be None; higher is better).
+Without labels the primary metric is output SQNR against the float model. Fidelity (top-1
+agreement, SQNR, cosine similarity, MSE against the float outputs) is always measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from analyzer.errors import MetricError
+
+SQNR_CAP_DB = 150.0  # identical outputs: reported as this, not infinity (JSON has no inf)
+
+
+@dataclass(frozen=True)
+class Score:
+    metric: float  # the primary metric (higher is better)
+    top1_agreement: float
+    sqnr_db: float
+    cosine: float
+    mse: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 6) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float]) -> Score:
+        return cls(**d)
+
+
+def sqnr_db(reference: np.ndarray, x: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio of ``x`` against ``reference`` in dB."""
+    noise = float(np.sum((reference.astype(np.float64) - x) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    if noise == 0:
+        return SQNR_CAP_DB
+    if signal == 0:
+        return -SQNR_CAP_DB
+    return float(min(SQNR_CAP_DB, 10 * math.log10(signal / noise)))
+
+
+def fidelity(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> dict[str, float]:
+    ref = np.concatenate([r.reshape(len(r), -1) for r in reference], axis=1).astype(np.float64)
+    out = np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1).astype(np.float64)
+    r0, o0 = reference[0].reshape(len(reference[0]), -1), outputs[0].reshape(len(outputs[0]), -1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cos = np.where(norms > 0, (ref * out).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    return {"top1_agreement": float((r0.argmax(axis=1) == o0.argmax(axis=1)).mean()),
+            "sqnr_db": sqnr_db(ref, out), "cosine": float(cos.mean()), "mse": float(((ref - out) ** 2).mean())}
+
+
+class Metric:
+    """The primary metric of a run: accuracy, a user function, or output SQNR."""
+
+    def __init__(self, labels: np.ndarray | None, fn_spec: str | None = None) -> None:
+        self.labels = labels
+        self.fn_spec = fn_spec
+        self.fn: Callable | None = load_metric_fn(fn_spec) if fn_spec else None
+        self.name = fn_spec.partition(":")[2] if fn_spec else ("accuracy" if labels is not None else "sqnr_db")
+
+    @property
+    def is_task_metric(self) -> bool:
+        """True for accuracy or a user metric; False for fidelity to the float model."""
+        return self.fn is not None or self.labels is not None
+
+    def identity(self) -> str:
+        """What the metric is, for cache keys: the function's source code included."""
+        src = ""
+        if self.fn is not None:
+            try:
+                src = inspect.getsource(self.fn)
+            except (OSError, TypeError):
+                src = repr(self.fn)
+        return hashlib.sha256(f"{self.name}\0{self.fn_spec}\0{src}".encode()).hexdigest()
+
+    def score(self, reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Score:
+        fid = fidelity(reference, outputs)
+        return Score(metric=self.primary(outputs, fid), **fid)
+
+    def primary(self, outputs: Sequence[np.ndarray], fid: dict[str, float]) -> float:
+        if self.fn is not None:
+            return _call(self.fn_spec, self.fn, list(outputs), self.labels)
+        if self.labels is not None:
+            first = outputs[0].reshape(len(outputs[0]), -1)
+            return float((first.argmax(axis=1) == self.labels).mean())
+        return fid["sqnr_db"]
+
+
+def load_metric_fn(spec: str) -> Callable:
+    module_name, sep, fn_name = spec.partition(":")
+    if not sep or not module_name or not fn_name:
+        raise MetricError(f"--metric-fn {spec!r}: expected module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except Exception as exc:  # noqa: BLE001 - user code failing at import: one line
+        raise MetricError(f"--metric-fn {spec}: cannot import ({type(exc).__name__}: {exc})") from None
+    if not callable(fn):
+        raise MetricError(f"--metric-fn {spec}: {fn_name} is not a function")
+    return fn
+
+
+def _call(spec: str | None, fn: Callable, outputs: list[np.ndarray], labels: np.ndarray | None) -> float:
+    try:
+        value = fn(outputs, labels)
+    except Exception as exc:  # noqa: BLE001 - user code: report its failure in one line
+        raise MetricError(f"--metric-fn {spec}: raised {type(exc).__name__}: {exc}") from None
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise MetricError(f"--metric-fn {spec}: returned {type(value).__name__}, expected a number")
+    if not math.isfinite(float(value)):
+        raise MetricError(f"--metric-fn {spec}: returned {value}, expected a finite number")
+    return float(value)

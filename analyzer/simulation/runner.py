@@ -1,0 +1,93 @@
+"""Run a model over a dataset in the stock LiteRT interpreter, in batches where it can.
+
+A model whose inputs have a dynamic batch dimension (what the converter writes for Keras
+models) runs ``batch`` samples per invoke; one with a fixed batch of 1 runs sample by
+sample. The input tensors are the float model's: a rewrite never renumbers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+
+from analyzer.calibration import Dataset, ModelInput, model_inputs
+from analyzer.graph import LayerGraph
+
+
+class Runner:
+    """Runs models built from ``graph`` over ``data``. ``delegates=False`` keeps XNNPACK out
+    (needed to read intermediate tensors); ``threads`` is the interpreter's thread count."""
+
+    def __init__(self, graph: LayerGraph, data: Dataset, *, batch: int = 32, threads: int = 1,
+                 delegates: bool = True) -> None:
+        self.data = data
+        self.inputs: list[ModelInput] = model_inputs(graph)
+        self.threads, self.delegates = threads, delegates
+        sg = graph.main
+        dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs)
+        self.batch = max(1, min(batch, len(data))) if dynamic else 1
+
+    @staticmethod
+    def _batch_dim(t) -> int:
+        dims = t.shape_signature if t.shape_signature is not None else t.shape
+        return dims[0] if dims else 0
+
+    def _interpreter(self, model: bytes, preserve: bool):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (OpResolverType.AUTO if self.delegates and not preserve
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return Interpreter(model_content=model, num_threads=self.threads, experimental_op_resolver_type=resolver,
+                           experimental_preserve_all_tensors=preserve)
+
+    def _slices(self) -> Iterator[slice]:
+        n = len(self.data)
+        for start in range(0, n, self.batch):
+            yield slice(start, min(n, start + self.batch))
+
+    def invocations(self, model: bytes, *, preserve: bool = False) -> Iterator[tuple[object, slice]]:
+        """Yield (interpreter, samples) after each invoke, for reading any tensor."""
+        it = self._interpreter(model, preserve)
+        size = None
+        for sl in self._slices():
+            n = sl.stop - sl.start
+            if n != size:
+                for inp in self.inputs:
+                    it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
+                it.allocate_tensors()
+                size = n
+            for inp in self.inputs:
+                it.set_tensor(inp.index, self.data.inputs[inp.name][sl])
+            it.invoke()
+            yield it, sl
+
+    def outputs(self, model: bytes) -> list[np.ndarray]:
+        """Each model output over all samples (stacked along the batch axis), as float32."""
+        chunks: list[list[np.ndarray]] = []
+        for it, _ in self.invocations(model):
+            details = it.get_output_details()
+            if not chunks:
+                chunks = [[] for _ in details]
+            for k, d in enumerate(details):
+                chunks[k].append(_dequantized(it.get_tensor(d["index"]), d))
+        return [np.concatenate(c) for c in chunks]
+
+    def compare(self, model: bytes, pairs: Mapping[int, tuple[int, int]],
+                accumulate: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
+        """Run ``model`` with all tensors kept; for each ``key -> (reference tensor, tensor)``
+        call ``accumulate(key, reference value, value)`` per batch."""
+        for it, _ in self.invocations(model, preserve=True):
+            for key, (ref, t) in pairs.items():
+                try:
+                    a, b = it.get_tensor(ref), it.get_tensor(t)
+                except ValueError:  # not materialised by the runtime
+                    continue
+                accumulate(key, a, b)
+
+
+def _dequantized(a: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if a.dtype.kind in "iu" and scale:
+        return ((a.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return a.astype(np.float32, copy=False)
