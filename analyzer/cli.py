@@ -8,11 +8,13 @@ one line, and the traceback with ``--debug``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import signal
 import sys
 
 from analyzer import __version__
-from analyzer.errors import AnalyzerError
+from analyzer.errors import AnalyzerError, UsageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -46,9 +48,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="convert a source model even if its graph touches files, the network or Python")
     p.add_argument("--convert-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="time limit of each converter run on a source model (default: 600)")
+    s = p.add_argument_group("sensitivity (with --data or --data-fn)")
+    s.add_argument("--data", metavar="PATH", help="calibration / evaluation data: an .npz (arrays named after the "
+                   "model's inputs, or one array x; optional labels y) or a folder of .npy files")
+    s.add_argument("--data-fn", metavar="MODULE:FUNCTION", help="a function returning an iterable of "
+                   "{input name: array} dicts, one per sample")
+    s.add_argument("--samples", type=_positive_int, metavar="N", help="use N samples, drawn with --seed (default: all)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sample draw and statistics (default: 0)")
+    s.add_argument("--precisions", default="int8,int4,float16",
+                   help="comma-separated precisions to try per layer (default: int8,int4,float16); known: "
+                        "float16, int8, w8, int16x8, w16, int4, int4b32, a8")
+    s.add_argument("--sparsity", default="", help="comma-separated magnitude sparsity levels, e.g. 0.5,0.9")
+    s.add_argument("--all-but-one", action="store_true",
+                   help="also score the model with every layer compressed except each one in turn")
+    s.add_argument("--local-only", action="store_true",
+                   help="only each layer's own error (one run per precision), not the one-at-a-time scores")
+    s.add_argument("--metric-fn", metavar="MODULE:FUNCTION",
+                   help="the task metric: function(outputs, labels) -> float, higher is better "
+                        "(default: top-1 accuracy with labels, else fidelity to the float model)")
+    s.add_argument("--activation-range", choices=("minmax", "percentile"), default="minmax",
+                   help="how activation ranges are calibrated (default: minmax)")
+    s.add_argument("--percentile", type=float, default=99.99, help="upper percentile for --activation-range "
+                   "percentile (default: 99.99)")
+    s.add_argument("--tolerance", type=float, default=0.01, help="metric drop (or top-1 disagreement) a layer "
+                   "may cause and still be called safe (default: 0.01)")
+    s.add_argument("--min-sqnr", type=float, default=25.0, metavar="DB",
+                   help="without labels: output SQNR a safe layer keeps (default: 25 dB)")
+    s.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes for the evaluations (default: up to 2)")
+    s.add_argument("--cache-dir", metavar="DIR", help="where evaluated configurations are kept (default: "
+                   "$XDG_CACHE_HOME/compression-advisor)")
+    s.add_argument("--no-cache", action="store_true", help="neither read nor write the evaluation cache")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files and children go
@@ -87,8 +130,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.graph:
         graph_format(args.graph)
     check_outputs([p for p in (args.output, args.graph) if p], protect=args.model)
+    settings = _sensitivity_settings(args) if args.data or args.data_fn else None
     report = analyze(args.model, args.target, trust_model=args.trust_model,
                      convert_timeout=args.convert_timeout)
+    if settings is not None:
+        report = dataclasses.replace(report, sensitivity=_sensitivity(args, report, settings))
     text = render(report, args.format)
     graph_text = render_graph(report.graph, args.graph) if args.graph and report.graph else None
     if graph_text is not None:
@@ -101,6 +147,39 @@ def _run(args: argparse.Namespace) -> int:
     for line in findings:
         print(f"analyze: {line}", file=sys.stderr)
     return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def _sensitivity_settings(args: argparse.Namespace):
+    from analyzer.sensitivity import SensitivitySettings
+    from analyzer.simulation.choices import parse_precisions, parse_sparsity
+
+    if args.data and args.data_fn:
+        raise UsageError("give --data or --data-fn, not both")
+    return SensitivitySettings(precisions=parse_precisions(args.precisions), sparsity=parse_sparsity(args.sparsity),
+                               all_but_one=args.all_but_one, one_at_a_time=not args.local_only,
+                               activation_range=args.activation_range,
+                               percentile=args.percentile, tolerance=args.tolerance, min_sqnr_db=args.min_sqnr,
+                               jobs=args.jobs)
+
+
+def _sensitivity(args: argparse.Namespace, report, settings):
+    from analyzer.calibration import load
+    from analyzer.progress import progress_bar
+    from analyzer.sensitivity import analyze_sensitivity
+    from analyzer.simulation.cache import ResultCache, default_directory
+    from analyzer.simulation.rewrite import require_float
+
+    if report.graph is None:
+        raise UsageError(f"{args.model}: no sensitivity: the model did not convert to a .tflite to measure")
+    require_float(report.graph)  # before the data: a quantized model is the first thing to say
+    spec = args.data or args.data_fn
+    data = load(spec, report.graph, samples=args.samples, seed=args.seed)
+    cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
+    try:
+        return analyze_sensitivity(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,
+                                   seed=args.seed, cache=cache, progress=progress_bar("sensitivity"))
+    finally:
+        cache.close()
 
 
 def _findings(report, fail_on: list[str]) -> list[str]:

@@ -10,12 +10,16 @@ from tabulate import tabulate
 
 from analyzer.report import AnalysisReport
 
-FORMATS = ("table", "markdown", "json")
+FORMATS = ("table", "markdown", "json", "html")
 
 
 def render(report: AnalysisReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"
+    if fmt == "html":
+        from analyzer.html_report import render_html
+
+        return render_html(_finite(report.to_dict()))
     return _text(report.to_dict(), markdown=fmt == "markdown")
 
 
@@ -175,4 +179,8 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
         if t["fixes"]:
             out.append("fix: " + "\n     ".join(t["fixes"]) if not markdown
                        else "\n".join(f"- fix: {f}" for f in t["fixes"]))
+    if d.get("sensitivity"):
+        from analyzer.render_sensitivity import render_text
+
+        out.extend(render_text(d["sensitivity"], markdown, h))
     return "\n".join(out) + "\n"

@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer import __version__
 from analyzer.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
@@ -25,8 +25,11 @@ from analyzer.runtime_version import RuntimeVersion, minimum_runtime
 from analyzer.tf_static import not_analyzed
 from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
+if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
+    from analyzer.sensitivity import SensitivityResult
+
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class AnalysisReport:
     runtime: RuntimeVersion | None
     compatibility: CompatibilityResult | None
     source: SourceAnalysis | None = None
+    sensitivity: SensitivityResult | None = None  # with --data (issue 5)
 
     def unsupported_layers(self) -> dict[tuple[int, int], list[str]]:
         """(subgraph, index) -> targets that cannot run that layer."""
@@ -86,8 +90,9 @@ class AnalysisReport:
             return {**head, "model": {"path": m.path if m else None, "format": m.format if m else None,
                                       "size_bytes": m.size_bytes if m else None},
                     "source": source, "summary": None, "subgraphs": [], "signatures": [], "layers": [],
-                    "compatibility": {}}
-        return {**head, **self._graph_dict(), "source": source}
+                    "compatibility": {}, "sensitivity": None}
+        return {**head, **self._graph_dict(), "source": source,
+                "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None}
 
     def _graph_dict(self) -> dict[str, Any]:
         g = self.graph

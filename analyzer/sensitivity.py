@@ -39,6 +39,7 @@ class SensitivitySettings:
     precisions: tuple[str, ...] = ("int8",)
     sparsity: tuple[float, ...] = ()
     all_but_one: bool = False
+    one_at_a_time: bool = True  # False: only each layer's own (local) error, one run per variant
     activation_range: str = "minmax"  # or "percentile"
     percentile: float = 99.99  # upper percentile (the lower one is 100 - it)
     tolerance: float = 0.01  # allowed drop of the metric (or of top-1 agreement) for a "safe" verdict
@@ -54,7 +55,8 @@ class SensitivitySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"precisions": list(self.precisions), "sparsity": list(self.sparsity),
-                "all_but_one": self.all_but_one, "activation_range": self.activation_range,
+                "all_but_one": self.all_but_one, "one_at_a_time": self.one_at_a_time,
+                "activation_range": self.activation_range,
                 "percentile": self.percentile if self.activation_range == "percentile" else None,
                 "tolerance": self.tolerance, "min_sqnr_db": self.min_sqnr_db}
 
@@ -136,7 +138,7 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
     wanted = variants(settings.precisions, settings.sparsity)
     units = {v: [layer.index for layer in graph.main.layers if applicable(ev.rewriter, layer, c)]
              for v, c in wanted.items()}
-    tasks = _tasks(wanted, units, settings.all_but_one)
+    tasks = _tasks(wanted, units, settings)
     tick = progress(len(tasks), 0) if progress else None
     results, cached = evaluate_all(ev, tasks, jobs=settings.jobs, cache=cache, progress=tick)
     baseline = ev.baseline()
@@ -151,7 +153,8 @@ def _range_id(settings: SensitivitySettings) -> str:
     return settings.activation_range + (f"@{settings.percentile}" if settings.activation_range == "percentile" else "")
 
 
-def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]], all_but_one: bool) -> list[Task]:
+def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]],
+           settings: SensitivitySettings) -> list[Task]:
     tasks = []
     for v, choice in wanted.items():
         if not units[v]:
@@ -159,8 +162,9 @@ def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]], al
         everything = {i: choice for i in units[v]}
         tasks.append(Task(("uniform", v), everything))
         tasks.append(Task(("local", v), everything, local=True, probe=tuple(units[v])))
-        tasks.extend(Task(("one", v, i), {i: choice}) for i in units[v])
-        if all_but_one:
+        if settings.one_at_a_time:
+            tasks.extend(Task(("one", v, i), {i: choice}) for i in units[v])
+        if settings.all_but_one:
             tasks.extend(Task(("abo", v, i), {j: choice for j in units[v] if j != i}) for i in units[v])
     return tasks
 
@@ -175,7 +179,7 @@ def _layers(graph: LayerGraph, ev: Evaluator, wanted, units, results, baseline: 
     for i in covered:
         layer = graph.main.layers[i]
         local = {v: results["local", v].get(str(i)) for v in wanted if i in units[v]}
-        one = {v: Score.from_dict(results["one", v, i]) for v in wanted if i in units[v]}
+        one = {v: Score.from_dict(results["one", v, i]) for v in wanted if ("one", v, i) in results}
         abo = {v: Score.from_dict(results["abo", v, i]) for v in wanted if i in units[v] and ("abo", v, i) in results}
         lc = params.get((0, i))
         wbytes = sum(graph.main.tensors[t].nbytes for t, _ in ev.rewriter.weights_of(layer))
@@ -209,7 +213,7 @@ def _verdict(one: Mapping[str, Score], wanted: Mapping[str, LayerChoice], baseli
     if ok:
         return f"safe to {ok[0]}"
     if not measured:
-        return "not measured"
+        return "not measured (local error only)"
     if "float16" in one:
         return "keep float32"
     return "keep float32 or float16 (float16 not measured)"
@@ -223,7 +227,8 @@ def _prunable(one, wanted, baseline: Score, settings: SensitivitySettings, targe
 def _sensitivity_key(s: LayerSensitivity, first: str | None):
     score = s.one_at_a_time.get(first) if first else None
     local = (s.local.get(first) or {}).get("sqnr_db") if first else None
-    return (score is None, score.metric if score else 0.0, local if local is not None else 0.0, s.index)
+    local = local if local is not None else float("inf")
+    return (score.metric if score else float("inf"), local, s.index)
 
 
 def describe_variants(names: Sequence[str]) -> dict[str, str]:

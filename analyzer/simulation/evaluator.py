@@ -84,15 +84,14 @@ class Evaluator:
         sums: dict[int, list[float]] = {i: [0.0, 0.0, 0] for i in built.shadows}
 
         def accumulate(i: int, ref: np.ndarray, x: np.ndarray) -> None:
-            ref = ref.astype(np.float64)
-            err = x.astype(np.float64) - ref
+            r = ref.reshape(-1)
+            err = (x.reshape(-1) - r).astype(np.float64)
             s = sums[i]
-            s[0] += float(np.sum(ref ** 2))
-            s[1] += float(np.sum(err ** 2))
+            s[0] += float(np.dot(r.astype(np.float64), r))
+            s[1] += float(np.dot(err, err))
             s[2] += err.size
 
-        plain = Runner(self.graph, self.setup.data, batch=self.setup.batch, delegates=False)
-        plain.compare(built.model, built.shadows, accumulate)
+        self.runner.compare(built.model, built.shadows, accumulate, preserve=False)
         layers = self.graph.main.layers
         result = {}
         for i, (signal, noise, n) in sums.items():

@@ -43,6 +43,18 @@ def pack(model: fb.ModelT) -> bytes:
     return bytes(b.Output())
 
 
+def require_float(graph: LayerGraph) -> None:
+    """Raise UnsupportedModelError unless every weight compression would round is float32."""
+    tensors = graph.main.tensors
+    for layer in graph.main.layers:
+        for pos in QUANTIZED_WEIGHTS.get(layer.op, {}):
+            t = tensors[layer.inputs[pos]] if pos < len(layer.inputs) and layer.inputs[pos] >= 0 else None
+            if t is not None and t.is_constant and t.dtype != "float32":
+                raise UnsupportedModelError(
+                    f"{graph.info.path}: layer {layer.name!r} ({layer.op}) has {t.dtype} weights; sensitivity "
+                    "and simulation need the float model (convert without optimizations)")
+
+
 @dataclass(frozen=True)
 class Built:
     """A rewritten model: its bytes; per original tensor, the tensor its readers now see;
@@ -71,20 +83,11 @@ class Rewriter:
         self._weights: dict[tuple[int, LayerChoice], np.ndarray] = {}
         uses = Counter(t.buffer for sg in self.base.subgraphs for t in sg.tensors)
         self._shared = {b for b, n in uses.items() if b and n > 1}
-        self._check_float()
+        require_float(graph)
         self._opcodes = {(op, dtype): self._add_opcode(code, versions[dtype])
                          for op, code, versions in (("q", fb.BuiltinOperator.QUANTIZE, _QUANTIZE_VERSION),
                                                     ("dq", fb.BuiltinOperator.DEQUANTIZE, _DEQUANTIZE_VERSION))
                          for dtype in _TYPE}
-
-    def _check_float(self) -> None:
-        for layer in self.graph.main.layers:
-            for pos in QUANTIZED_WEIGHTS.get(layer.op, {}):
-                t = self._input(layer, pos)
-                if t is not None and t.dtype not in ("float32",):
-                    raise UnsupportedModelError(
-                        f"{self.graph.info.path}: layer {layer.name!r} ({layer.op}) has {t.dtype} weights; "
-                        "sensitivity and simulation need the float model (convert without optimizations)")
 
     def _input(self, layer: Layer, pos: int):
         if pos >= len(layer.inputs) or layer.inputs[pos] < 0:
@@ -104,6 +107,8 @@ class Rewriter:
     def activations_of(self, layer: Layer) -> list[int]:
         """The float activations (non-constant inputs and outputs) an int8/int16 layer quantizes."""
         tensors = self.graph.main.tensors
+        if not any(i >= 0 and tensors[i].dtype == "float32" for i in layer.outputs):
+            return []  # SHAPE and the like: an int8 kernel would not read its input's values
         ids = [i for i in (*layer.inputs, *layer.outputs) if i >= 0]
         return list(dict.fromkeys(i for i in ids if not tensors[i].is_constant and tensors[i].dtype == "float32"
                                   and i in self.ranges))
@@ -114,7 +119,8 @@ class Rewriter:
         Each layer in ``shadow`` also gets a float twin: the same op with its original
         weights, reading the same (possibly quantized) inputs, whose output nobody reads.
         Comparing the two outputs gives the layer's own error, as QuantizationDebugger's
-        numeric verification does.
+        numeric verification does. Both become extra model outputs (after the original ones),
+        so a delegate cannot hide them.
         """
         model = copy.copy(self.base)
         model.buffers = list(self.base.buffers)
@@ -128,6 +134,8 @@ class Rewriter:
         quantized = self._activation_dtypes(config)
         consumed, origin = self._insert_qdq(sg, quantized)
         shadows = self._add_shadows(model, sg, consumed, origin, shadow) if shadow else {}
+        if shadows:  # as model outputs they survive any delegate: no need to preserve all tensors
+            sg.outputs = list(sg.outputs) + [t for pair in shadows.values() for t in pair]
         model.subgraphs = [sg, *self.base.subgraphs[1:]]
         model.signatureDefs = self._signatures(consumed)
         return Built(pack(model), consumed, shadows)

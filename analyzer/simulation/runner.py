@@ -7,6 +7,9 @@ sample. The input tensors are the float model's: a rewrite never renumbers them.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
@@ -38,8 +41,9 @@ class Runner:
 
         resolver = (OpResolverType.AUTO if self.delegates and not preserve
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        return Interpreter(model_content=model, num_threads=self.threads, experimental_op_resolver_type=resolver,
-                           experimental_preserve_all_tensors=preserve)
+        with quiet_native_stderr():
+            return Interpreter(model_content=model, num_threads=self.threads, experimental_op_resolver_type=resolver,
+                               experimental_preserve_all_tensors=preserve)
 
     def _slices(self) -> Iterator[slice]:
         n = len(self.data)
@@ -55,7 +59,8 @@ class Runner:
             if n != size:
                 for inp in self.inputs:
                     it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
-                it.allocate_tensors()
+                with quiet_native_stderr():  # the default delegate is applied (and logs) here
+                    it.allocate_tensors()
                 size = n
             for inp in self.inputs:
                 it.set_tensor(inp.index, self.data.inputs[inp.name][sl])
@@ -74,16 +79,36 @@ class Runner:
         return [np.concatenate(c) for c in chunks]
 
     def compare(self, model: bytes, pairs: Mapping[int, tuple[int, int]],
-                accumulate: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
-        """Run ``model`` with all tensors kept; for each ``key -> (reference tensor, tensor)``
-        call ``accumulate(key, reference value, value)`` per batch."""
-        for it, _ in self.invocations(model, preserve=True):
+                accumulate: Callable[[int, np.ndarray, np.ndarray], None], *, preserve: bool = True) -> None:
+        """Run ``model`` (with all tensors kept unless the compared ones are model outputs);
+        for each ``key -> (reference tensor, tensor)`` call ``accumulate(key, reference
+        value, value)`` per batch."""
+        for it, _ in self.invocations(model, preserve=preserve):
             for key, (ref, t) in pairs.items():
                 try:
                     a, b = it.get_tensor(ref), it.get_tensor(t)
                 except ValueError:  # not materialised by the runtime
                     continue
                 accumulate(key, a, b)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence the runtime's native log lines ("INFO: Created TensorFlow Lite XNNPACK
+    delegate") while an interpreter is built; errors still arrive as Python exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded use): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _dequantized(a: np.ndarray, detail: dict) -> np.ndarray:
