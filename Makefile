@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py
 	$(PY) benchmarks/bench_large_model.py
 	$(PY) benchmarks/bench_savedmodel.py
+	$(PY) benchmarks/bench_sensitivity.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

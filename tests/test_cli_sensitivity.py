@@ -119,3 +119,13 @@ def test_bad_input_is_one_line(models, data, args, message):
 def test_quantized_model_is_refused(models, data):
     rc, _, err = run(models["int8_cnn"], "--data", data / "x.npz", "--no-cache", "--target", "cpu")
     assert rc == 2 and "need the float model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_keras_source_is_converted_then_measured(savedmodels, tmp_path):
+    np.savez(tmp_path / "k3.npz", image=np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32))
+    rc, out, err = run(savedmodels["k3"], "--data", tmp_path / "k3.npz", "--no-cache", "--target", "cpu",
+                       "--precisions", "int8", "--format", "json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["source"]["conversion"]["verdict"] == "builtins"
+    assert {s["op"] for s in doc["sensitivity"]["layers"]} >= {"CONV_2D", "FULLY_CONNECTED"}
