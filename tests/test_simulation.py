@@ -149,7 +149,8 @@ def test_runner_batches_and_single_samples(cnn):
     np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-6)
 
 
-def test_quantized_models_are_refused(models):
-    graph = read(models["int8_cnn"])
+@pytest.mark.parametrize("name", ["int8_cnn", "dynamic_range_cnn", "float16_cnn", "int16x8_cnn"])
+def test_quantized_models_are_refused(models, name):
+    graph = read(models[name])
     with pytest.raises(UnsupportedModelError, match="need the float model"):
         Rewriter(graph.model_bytes(), graph, {})

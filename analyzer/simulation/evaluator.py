@@ -13,8 +13,7 @@ import math
 import multiprocessing
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,7 +56,6 @@ class Setup:
     batch: int = 32
     threads: int = 1
     range_method: str = "minmax"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -115,7 +113,7 @@ _WORKER: Evaluator | None = None
 
 def _init_worker(setup: Setup) -> None:
     global _WORKER
-    _WORKER = Evaluator(setup)
+    _WORKER = Evaluator(replace(setup, threads=1))  # the workers share the cores
 
 
 def _run_in_worker(task: Task) -> tuple[tuple, dict]:

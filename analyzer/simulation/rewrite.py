@@ -47,6 +47,11 @@ def require_float(graph: LayerGraph) -> None:
     """Raise UnsupportedModelError unless every weight compression would round is float32."""
     tensors = graph.main.tensors
     for layer in graph.main.layers:
+        stored = [tensors[i] for i in layer.inputs if i >= 0 and tensors[i].is_constant]
+        if layer.op == "DEQUANTIZE" and stored:  # float16 / weight-only models keep weights packed
+            raise UnsupportedModelError(
+                f"{graph.info.path}: weights stored as {stored[0].dtype} and dequantized at run time; "
+                "sensitivity and simulation need the float model (convert without optimizations)")
         for pos in QUANTIZED_WEIGHTS.get(layer.op, {}):
             t = tensors[layer.inputs[pos]] if pos < len(layer.inputs) and layer.inputs[pos] >= 0 else None
             if t is not None and t.is_constant and t.dtype != "float32":
