@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_large_model.py
 	$(PY) benchmarks/bench_savedmodel.py
 	$(PY) benchmarks/bench_sensitivity.py
+	$(PY) benchmarks/bench_latency.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

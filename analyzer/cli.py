@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", metavar="DIR", help="where evaluated configurations are kept (default: "
                    "$XDG_CACHE_HOME/compression-advisor)")
     s.add_argument("--no-cache", action="store_true", help="neither read nor write the evaluation cache")
+    lat = p.add_argument_group("latency")
+    lat.add_argument("--measure-latency", action="store_true",
+                     help="time the model in the LiteRT interpreter (XNNPACK on and off) and each op alone")
+    lat.add_argument("--predict-latency", action="store_true",
+                     help="predict per-op and whole-model latency from a device profile (default: the shipped "
+                          "generic x86-64 profile)")
+    lat.add_argument("--latency-profile", metavar="FILE", help="the device profile to predict with (implies "
+                     "--predict-latency); make one with `analyze calibrate-latency --out FILE`")
+    lat.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads for --measure-latency "
+                     "(default: 1)")
+    lat.add_argument("--runs", type=_positive_int, default=20, help="timed runs of the whole model (default: 20)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
     return p
@@ -99,6 +110,11 @@ def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files a
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["calibrate-latency"]:
+        from analyzer.latency.calibrate_cli import main as calibrate
+
+        return calibrate(raw[1:], handle_sigterm=argv is None)
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate) if argv is None else None
     try:
@@ -135,6 +151,8 @@ def _run(args: argparse.Namespace) -> int:
                      convert_timeout=args.convert_timeout)
     if settings is not None:
         report = dataclasses.replace(report, sensitivity=_sensitivity(args, report, settings))
+    if args.measure_latency or args.predict_latency or args.latency_profile:
+        report = dataclasses.replace(report, latency=_latency(args, report))
     text = render(report, args.format)
     graph_text = render_graph(report.graph, args.graph) if args.graph and report.graph else None
     if graph_text is not None:
@@ -180,6 +198,26 @@ def _sensitivity(args: argparse.Namespace, report, settings):
                                    seed=args.seed, cache=cache, progress=progress_bar("sensitivity"))
     finally:
         cache.close()
+
+
+def _latency(args: argparse.Namespace, report):
+    from analyzer.latency.measure import measure_latency
+    from analyzer.latency.predict import predict_latency
+    from analyzer.latency.predictor import LatencyPredictor
+    from analyzer.latency.profile import load as load_profile
+    from analyzer.latency.result import LatencyResult
+    from analyzer.progress import progress_bar
+
+    if report.graph is None:
+        raise UsageError(f"{args.model}: no latency: the model did not convert to a .tflite to time")
+    predicted = None
+    if args.predict_latency or args.latency_profile:
+        predicted = predict_latency(report.graph, LatencyPredictor(load_profile(args.latency_profile)))
+    measured = None
+    if args.measure_latency:
+        measured = measure_latency(report.graph, threads=args.threads, runs=args.runs,
+                                   progress=progress_bar("timing ops"))
+    return LatencyResult(measured, predicted)
 
 
 def _findings(report, fail_on: list[str]) -> list[str]:

@@ -31,6 +31,8 @@ def render_html(d: dict[str, Any]) -> str:
         parts += _compatibility(d)
     if d.get("sensitivity"):
         parts += _sensitivity(d["sensitivity"])
+    if d.get("latency"):
+        parts += _latency(d["latency"])
     if d.get("layers"):
         parts += _layers(d)
     tool = d.get("tool", {})
@@ -149,3 +151,11 @@ def _scatter(sens: dict[str, Any]) -> str:
     if ax.has_data():
         ax.legend(fontsize=8)
     return _svg(fig)
+
+
+def _latency(lat: dict[str, Any]) -> list[str]:
+    from analyzer.render_latency import latency_rows, summary_lines
+
+    headers, rows = latency_rows(lat)
+    return (["<h2>Latency</h2><ul>"] + [f"<li>{_e(line)}</li>" for line in summary_lines(lat)]
+            + ["</ul>", _table(headers, rows)])

@@ -8,7 +8,7 @@ import tempfile
 from analyzer.errors import OutputError
 
 
-def check_outputs(paths: list[str], *, protect: str) -> None:
+def check_outputs(paths: list[str], *, protect: str | None) -> None:
     """Raise OutputError unless every path can be written without touching ``protect``.
 
     Called before any output is written, so a bad second path leaves no first file behind.
@@ -19,11 +19,12 @@ def check_outputs(paths: list[str], *, protect: str) -> None:
         if real in seen:
             raise OutputError(f"{path}: given for two outputs")
         seen.add(real)
-        model = os.path.realpath(protect)
-        if os.path.exists(protect) and real == model:
-            raise OutputError(f"{path}: refusing to overwrite the input model")
-        if os.path.isdir(protect) and real.startswith(model + os.sep):
-            raise OutputError(f"{path}: refusing to write inside the input model's directory")
+        if protect is not None:
+            model = os.path.realpath(protect)
+            if os.path.exists(protect) and real == model:
+                raise OutputError(f"{path}: refusing to overwrite the input model")
+            if os.path.isdir(protect) and real.startswith(model + os.sep):
+                raise OutputError(f"{path}: refusing to write inside the input model's directory")
         if os.path.isdir(path):
             raise OutputError(f"{path}: is a directory")
         directory = os.path.dirname(os.path.abspath(path))

@@ -183,4 +183,8 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
         from analyzer.render_sensitivity import render_text
 
         out.extend(render_text(d["sensitivity"], markdown, h))
+    if d.get("latency"):
+        from analyzer.render_latency import render_text as render_latency
+
+        out.extend(render_latency(d["latency"], markdown, h))
     return "\n".join(out) + "\n"

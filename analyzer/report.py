@@ -26,10 +26,11 @@ from analyzer.tf_static import not_analyzed
 from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
 if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
+    from analyzer.latency.result import LatencyResult
     from analyzer.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class AnalysisReport:
     compatibility: CompatibilityResult | None
     source: SourceAnalysis | None = None
     sensitivity: SensitivityResult | None = None  # with --data (issue 5)
+    latency: LatencyResult | None = None  # with --measure-latency / --predict-latency (issue 6)
 
     def unsupported_layers(self) -> dict[tuple[int, int], list[str]]:
         """(subgraph, index) -> targets that cannot run that layer."""
@@ -90,9 +92,10 @@ class AnalysisReport:
             return {**head, "model": {"path": m.path if m else None, "format": m.format if m else None,
                                       "size_bytes": m.size_bytes if m else None},
                     "source": source, "summary": None, "subgraphs": [], "signatures": [], "layers": [],
-                    "compatibility": {}, "sensitivity": None}
+                    "compatibility": {}, "sensitivity": None, "latency": None}
         return {**head, **self._graph_dict(), "source": source,
-                "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None}
+                "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
+                "latency": self.latency.to_dict() if self.latency else None}
 
     def _graph_dict(self) -> dict[str, Any]:
         g = self.graph

@@ -1,0 +1,77 @@
+"""What an op's latency depends on, as numbers: one function for sweep ops and real models alike.
+
+Features are computed from the layer graph, so a single-op model from the sweep and the same
+op inside a real model get the same description. The ``variant`` says which kernels run:
+``float32``, ``float16`` (float16 weights behind a DEQUANTIZE), ``int8`` (int8 activations),
+``dynamic`` (float activations with int8 weights), ``int16`` (16x8 activations).
+"""
+
+from __future__ import annotations
+
+import math
+
+from analyzer.cost import op_macs
+from analyzer.graph import Layer, LayerGraph
+
+FEATURES = ("macs", "in_elems", "out_elems", "w_elems", "kernel", "stride", "cin", "cout", "out_hw", "inputs")
+VARIANTS = ("float32", "float16", "int8", "dynamic", "int16")
+
+
+def variant_of(graph: LayerGraph, layer: Layer, producers: dict | None = None) -> str:
+    tensors = graph.subgraphs[layer.subgraph].tensors
+    acts = [tensors[i] for i in layer.inputs if i >= 0 and not tensors[i].is_constant]
+    acts += [tensors[i] for i in layer.outputs if i >= 0]
+    if any(t.dtype in ("int8", "uint8") for t in acts) and layer.op not in ("QUANTIZE", "DEQUANTIZE"):
+        return "int8"
+    if any(t.dtype == "int16" for t in acts):
+        return "int16"
+    weights = [tensors[i] for i in layer.inputs[1:] if i >= 0 and tensors[i].is_constant]
+    if any(t.dtype in ("int8", "uint8", "int4") for t in weights):
+        return "dynamic"
+    producers = producers if producers is not None else graph.producers(layer.subgraph)
+    for i in layer.inputs[1:]:
+        p = producers.get(i)
+        if p is not None and p.op == "DEQUANTIZE" and all(tensors[j].is_constant for j in p.inputs if j >= 0):
+            return "float16"
+    return "float32"
+
+
+def constant_folded(graph: LayerGraph, layer: Layer) -> bool:
+    """A DEQUANTIZE of a constant (float16 weights): folded when the model is prepared."""
+    tensors = graph.subgraphs[layer.subgraph].tensors
+    return layer.op == "DEQUANTIZE" and all(tensors[i].is_constant for i in layer.inputs if i >= 0)
+
+
+def op_features(graph: LayerGraph, layer: Layer) -> dict[str, float]:
+    tensors = graph.subgraphs[layer.subgraph].tensors
+    ins = [tensors[i] if i >= 0 else None for i in layer.inputs]
+    outs = [tensors[i] for i in layer.outputs if i >= 0]
+    acts = [t for t in ins if t is not None and not t.is_constant]
+    weights = [t for t in ins if t is not None and t.is_constant]
+    w = ins[1] if len(ins) > 1 and ins[1] is not None else None
+    first_in = acts[0] if acts else None
+    out = outs[0] if outs else None
+    kernel = stride = 1.0
+    opts = layer.options or {}
+    if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and w is not None and len(w.shape) == 4:
+        kernel = float(w.shape[1] * w.shape[2])
+        stride = float(opts.get("stride_h", opts.get("strideH", 1)) or 1)
+    elif layer.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        kernel = float((opts.get("filter_height", opts.get("filterHeight", 1)) or 1)
+                       * (opts.get("filter_width", opts.get("filterWidth", 1)) or 1))
+        stride = float(opts.get("stride_h", opts.get("strideH", 1)) or 1)
+    out_hw = float(out.shape[1] * out.shape[2]) if out is not None and len(out.shape) == 4 else 1.0
+    return {
+        "macs": float(op_macs(layer, ins, outs)),
+        "in_elems": float(sum(t.elements for t in acts)),
+        "out_elems": float(sum(t.elements for t in outs)),
+        "w_elems": float(sum(t.elements for t in weights)),
+        "kernel": kernel, "stride": stride,
+        "cin": float(first_in.shape[-1]) if first_in is not None and first_in.shape else 1.0,
+        "cout": float(out.shape[-1]) if out is not None and out.shape else 1.0,
+        "out_hw": out_hw, "inputs": float(len(acts)),
+    }
+
+
+def log_vector(f: dict[str, float]) -> list[float]:
+    return [math.log1p(max(0.0, f[k])) for k in FEATURES]

@@ -1,0 +1,80 @@
+"""The predicted-latency pass: per layer and whole model, from a device profile.
+
+Whole-model latency is the sum of the per-op predictions, each less the invoke overhead a
+single-op model pays and the whole model pays once. ``variant_latency`` predicts one layer
+under another precision, for the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.graph import Layer, LayerGraph
+from analyzer.latency.features import constant_folded, op_features, variant_of
+from analyzer.latency.predictor import LatencyPredictor
+from analyzer.op_roles import QUANTIZED_WEIGHTS
+
+
+@dataclass(frozen=True)
+class LayerLatency:
+    index: int
+    name: str
+    op: str
+    variant: str
+    latency_us: float
+    method: str
+    share: float = 0.0
+    variants_us: dict[str, float] = field(default_factory=dict)  # this layer under other precisions
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "op": self.op, "variant": self.variant,
+                "latency_us": round(self.latency_us, 3), "share": round(self.share, 5), "method": self.method,
+                "variants_us": {k: round(v, 3) for k, v in self.variants_us.items()}}
+
+
+@dataclass(frozen=True)
+class PredictedLatency:
+    profile: dict[str, Any]
+    total_us: float
+    layers: tuple[LayerLatency, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "total_us": round(self.total_us, 3),
+                "layers": [layer.to_dict() for layer in self.layers], "notes": list(self.notes)}
+
+
+WEIGHTED_VARIANTS = ("float32", "float16", "int8", "dynamic")
+
+
+def layer_latency(predictor: LatencyPredictor, graph: LayerGraph, layer: Layer, variant: str | None = None,
+                  producers: dict | None = None) -> tuple[float, str, str]:
+    """(microseconds, method, variant) of ``layer``, as it is or under ``variant``."""
+    if constant_folded(graph, layer):
+        return 0.0, "folded", "float16"
+    v = variant or variant_of(graph, layer, producers)
+    p = predictor.predict(layer.op, v, op_features(graph, layer))
+    return max(p.latency_us - predictor.profile.invoke_overhead_us, 0.0), p.method, v
+
+
+def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_variants: bool = True) -> PredictedLatency:
+    producers = graph.producers(0)
+    rows = []
+    for layer in graph.main.layers:
+        us, method, v = layer_latency(predictor, graph, layer, producers=producers)
+        variants = {}
+        if with_variants and method != "folded":
+            choices = WEIGHTED_VARIANTS if layer.op in QUANTIZED_WEIGHTS else ("float32", "int8")
+            variants = {alt: layer_latency(predictor, graph, layer, alt, producers)[0] for alt in choices if alt != v}
+        rows.append(LayerLatency(layer.index, layer.name, layer.op, v, us, method, variants_us=variants))
+    total = sum(r.latency_us for r in rows) + predictor.profile.invoke_overhead_us
+    rows = [LayerLatency(r.index, r.name, r.op, r.variant, r.latency_us, r.method, r.latency_us / total if total else 0,
+                         r.variants_us) for r in rows]
+    notes = []
+    if len(graph.subgraphs) > 1:
+        notes.append(f"{len(graph.subgraphs) - 1} called subgraph(s) (control flow) are not predicted")
+    roof = sorted({r.op for r in rows if r.method == "roofline"})
+    if roof:
+        notes.append(f"no profile samples for {', '.join(roof)}: roofline estimate")
+    return PredictedLatency(predictor.profile.summary(), total, tuple(rows), tuple(notes))

@@ -1,0 +1,259 @@
+"""Synthetic single-op models for the latency sweep, built with the schema's object API.
+
+A spec is a plain dict: ``{"op": "CONV_2D", "variant": "int8", "h": 28, "w": 28, "cin": 32,
+"cout": 64, "k": 3, "stride": 1}``. Variants: ``float32``; ``int8`` (int8 activations,
+per-channel int8 weights, int32 bias); ``dynamic`` (float activations, int8 weights: the
+hybrid kernels); ``float16`` (float16 weights behind a DEQUANTIZE, as the converter writes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from analyzer.simulation.rewrite import pack
+
+OP = fb.BuiltinOperator
+_T = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int32": fb.TensorType.INT32,
+      "float16": fb.TensorType.FLOAT16}
+_NP = {"float32": np.float32, "int8": np.int8, "int32": np.int32, "float16": np.float16}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.model = fb.ModelT()
+        self.model.version = 3
+        self.model.description = "latency sweep"
+        self.model.buffers = [fb.BufferT()]
+        self.model.operatorCodes = []
+        self.sg = fb.SubGraphT()
+        self.sg.tensors, self.sg.operators, self.sg.inputs, self.sg.outputs = [], [], [], []
+        self.sg.name = "main"
+        self.rng = np.random.default_rng(0)
+
+    def tensor(self, shape, dtype: str, *, data: np.ndarray | None = None, scale=None, zero_point=None,
+               axis: int = 0, graph_input: bool = False) -> int:
+        t = fb.TensorT()
+        t.shape, t.type, t.name = list(shape), _T[dtype], f"t{len(self.sg.tensors)}"
+        t.buffer = 0
+        if data is not None:
+            buf = fb.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(data.astype(_NP[dtype])).tobytes(), np.uint8)
+            self.model.buffers.append(buf)
+            t.buffer = len(self.model.buffers) - 1
+        if scale is not None:
+            q = fb.QuantizationParametersT()
+            q.scale = list(np.atleast_1d(scale).astype(float))
+            q.zeroPoint = list(np.atleast_1d(zero_point if zero_point is not None else 0).astype(int))
+            q.quantizedDimension = axis
+            t.quantization = q
+        self.sg.tensors.append(t)
+        if graph_input:
+            self.sg.inputs.append(len(self.sg.tensors) - 1)
+        return len(self.sg.tensors) - 1
+
+    def op(self, code: int, inputs, outputs, options_type: int = 0, options: Any = None, version: int = 1) -> None:
+        oc = fb.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), version
+        self.model.operatorCodes.append(oc)
+        o = fb.OperatorT()
+        o.opcodeIndex = len(self.model.operatorCodes) - 1
+        o.inputs, o.outputs = list(inputs), list(outputs)
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self.sg.operators.append(o)
+
+    def finish(self, outputs) -> bytes:
+        self.sg.outputs = list(outputs)
+        self.model.subgraphs = [self.sg]
+        return pack(self.model)
+
+    def act(self, shape, variant: str, graph_input: bool = False, scale: float = 0.05, zero_point: int = -10) -> int:
+        if variant == "int8":
+            return self.tensor(shape, "int8", scale=scale, zero_point=zero_point, graph_input=graph_input)
+        return self.tensor(shape, "float32", graph_input=graph_input)
+
+    def weights(self, shape, variant: str, axis: int) -> int:
+        w = self.rng.normal(0, 0.1, shape).astype(np.float32)
+        if variant in ("int8", "dynamic"):
+            channels = shape[axis]
+            q = self.rng.integers(-127, 128, shape)
+            return self.tensor(shape, "int8", data=q, scale=np.full(channels, 0.002), zero_point=np.zeros(channels),
+                               axis=axis)
+        if variant == "float16":
+            half = self.tensor(shape, "float16", data=w)
+            out = self.tensor(shape, "float32")
+            self.op(OP.DEQUANTIZE, [half], [out], version=3)
+            return out
+        return self.tensor(shape, "float32", data=w)
+
+    def bias(self, n: int, variant: str) -> int:
+        if variant == "int8":
+            return self.tensor([n], "int32", data=self.rng.integers(-1000, 1000, n), scale=np.full(n, 1e-4),
+                               zero_point=np.zeros(n))
+        return self.tensor([n], "float32", data=self.rng.normal(0, 0.1, n))
+
+
+def _conv_out(size: int, stride: int) -> int:
+    return -(-size // stride)  # SAME padding
+
+
+def build(spec: dict[str, Any]) -> bytes:
+    """The single-op model for ``spec``; raises KeyError for an op kind the sweep lacks."""
+    return _BUILDERS[spec["op"]](_Builder(), spec)
+
+
+def _conv(b: _Builder, s: dict) -> bytes:
+    v, k, st = s["variant"], s["k"], s["stride"]
+    x = b.act([1, s["h"], s["w"], s["cin"]], v, graph_input=True)
+    w = b.weights([s["cout"], k, k, s["cin"]], v, axis=0)
+    y = b.act([1, _conv_out(s["h"], st), _conv_out(s["w"], st), s["cout"]], v, scale=0.1)
+    o = fb.Conv2DOptionsT()
+    o.padding, o.strideH, o.strideW = fb.Padding.SAME, st, st
+    o.fusedActivationFunction = fb.ActivationFunctionType.RELU6
+    o.dilationHFactor = o.dilationWFactor = 1
+    b.op(OP.CONV_2D, [x, w, b.bias(s["cout"], v)], [y], fb.BuiltinOptions.Conv2DOptions, o,
+         version=3 if v == "int8" else (2 if v == "dynamic" else 1))
+    return b.finish([y])
+
+
+def _depthwise(b: _Builder, s: dict) -> bytes:
+    v, k, st, c = s["variant"], s["k"], s["stride"], s["cin"]
+    x = b.act([1, s["h"], s["w"], c], v, graph_input=True)
+    w = b.weights([1, k, k, c], v, axis=3)
+    y = b.act([1, _conv_out(s["h"], st), _conv_out(s["w"], st), c], v, scale=0.1)
+    o = fb.DepthwiseConv2DOptionsT()
+    o.padding, o.strideH, o.strideW, o.depthMultiplier = fb.Padding.SAME, st, st, 1
+    o.fusedActivationFunction = fb.ActivationFunctionType.RELU6
+    o.dilationHFactor = o.dilationWFactor = 1
+    b.op(OP.DEPTHWISE_CONV_2D, [x, w, b.bias(c, v)], [y], fb.BuiltinOptions.DepthwiseConv2DOptions, o,
+         version=3 if v == "int8" else (6 if v == "dynamic" else 1))
+    return b.finish([y])
+
+
+def _fully_connected(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act([s.get("batch", 1), s["cin"]], v, graph_input=True)
+    w = b.weights([s["cout"], s["cin"]], v, axis=0)
+    y = b.act([s.get("batch", 1), s["cout"]], v, scale=0.1)
+    o = fb.FullyConnectedOptionsT()
+    o.fusedActivationFunction = fb.ActivationFunctionType.NONE
+    b.op(OP.FULLY_CONNECTED, [x, w, b.bias(s["cout"], v)], [y], fb.BuiltinOptions.FullyConnectedOptions, o,
+         version=4 if v == "int8" else (3 if v == "dynamic" else 1))
+    return b.finish([y])
+
+
+def _shape(s: dict) -> list[int]:
+    return [1, s["h"], s["w"], s["cin"]]
+
+
+def _binary(code: int, options_type: int, options_cls):
+    def build_binary(b: _Builder, s: dict) -> bytes:
+        v = s["variant"]
+        other = [1, 1, 1, s["cin"]] if s.get("broadcast") else _shape(s)
+        x, z = b.act(_shape(s), v, graph_input=True), b.act(other, v, graph_input=True)
+        y = b.act(_shape(s), v, scale=0.1)
+        b.op(code, [x, z], [y], options_type, options_cls(), version=2 if v == "int8" else 1)
+        return b.finish([y])
+    return build_binary
+
+
+def _pool(code: int):
+    def build_pool(b: _Builder, s: dict) -> bytes:
+        v, k, st = s["variant"], s["k"], s["stride"]
+        x = b.act(_shape(s), v, graph_input=True)
+        y = b.act([1, _conv_out(s["h"], st), _conv_out(s["w"], st), s["cin"]], v)
+        o = fb.Pool2DOptionsT()
+        o.padding, o.strideH, o.strideW, o.filterHeight, o.filterWidth = fb.Padding.SAME, st, st, k, k
+        b.op(code, [x], [y], fb.BuiltinOptions.Pool2DOptions, o, version=2 if v == "int8" else 1)
+        return b.finish([y])
+    return build_pool
+
+
+def _mean(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    axes = b.tensor([2], "int32", data=np.array([1, 2]))
+    y = b.act([1, s["cin"]], v)
+    o = fb.ReducerOptionsT()
+    o.keepDims = False
+    b.op(OP.MEAN, [x, axes], [y], fb.BuiltinOptions.ReducerOptions, o, version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _pad(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    pads = b.tensor([4, 2], "int32", data=np.array([[0, 0], [0, 1], [0, 1], [0, 0]]))
+    y = b.act([1, s["h"] + 1, s["w"] + 1, s["cin"]], v)
+    b.op(OP.PAD, [x, pads], [y], fb.BuiltinOptions.PadOptions, fb.PadOptionsT(), version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _concat(b: _Builder, s: dict) -> bytes:
+    v, parts = s["variant"], s.get("parts", 2)
+    xs = [b.act(_shape(s), v, graph_input=True) for _ in range(parts)]
+    y = b.act([1, s["h"], s["w"], s["cin"] * parts], v)
+    o = fb.ConcatenationOptionsT()
+    o.axis = 3
+    b.op(OP.CONCATENATION, xs, [y], fb.BuiltinOptions.ConcatenationOptions, o, version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _unary(code: int, options_type: int = 0, options_cls=None, out_scale: float | None = None,
+           int8_version: int = 2):
+    def build_unary(b: _Builder, s: dict) -> bytes:
+        v = s["variant"]
+        x = b.act(_shape(s), v, graph_input=True)
+        y = b.act(_shape(s), v, scale=out_scale or 0.05, zero_point=-128 if out_scale else -10)
+        b.op(code, [x], [y], options_type, options_cls() if options_cls else None,
+             version=int8_version if v == "int8" else 1)
+        return b.finish([y])
+    return build_unary
+
+
+def _softmax(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act([1, s["cin"]], v, graph_input=True)
+    y = b.act([1, s["cin"]], v, scale=1 / 256, zero_point=-128)
+    o = fb.SoftmaxOptionsT()
+    o.beta = 1.0
+    b.op(OP.SOFTMAX, [x], [y], fb.BuiltinOptions.SoftmaxOptions, o, version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _reshape(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    shape = b.tensor([2], "int32", data=np.array([1, s["h"] * s["w"] * s["cin"]]))
+    y = b.act([1, s["h"] * s["w"] * s["cin"]], v)
+    b.op(OP.RESHAPE, [x, shape], [y], fb.BuiltinOptions.ReshapeOptions, fb.ReshapeOptionsT())
+    return b.finish([y])
+
+
+def _quantize(b: _Builder, s: dict) -> bytes:
+    x = b.act(_shape(s), "float32", graph_input=True)
+    y = b.act(_shape(s), "int8")
+    b.op(OP.QUANTIZE, [x], [y])
+    return b.finish([y])
+
+
+def _dequantize(b: _Builder, s: dict) -> bytes:
+    x = b.act(_shape(s), "int8", graph_input=True)
+    y = b.act(_shape(s), "float32")
+    b.op(OP.DEQUANTIZE, [x], [y], version=2)
+    return b.finish([y])
+
+
+_BUILDERS = {
+    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _depthwise, "FULLY_CONNECTED": _fully_connected,
+    "ADD": _binary(OP.ADD, fb.BuiltinOptions.AddOptions, fb.AddOptionsT),
+    "MUL": _binary(OP.MUL, fb.BuiltinOptions.MulOptions, fb.MulOptionsT),
+    "AVERAGE_POOL_2D": _pool(OP.AVERAGE_POOL_2D), "MAX_POOL_2D": _pool(OP.MAX_POOL_2D),
+    "MEAN": _mean, "PAD": _pad, "CONCATENATION": _concat, "SOFTMAX": _softmax, "RESHAPE": _reshape,
+    "HARD_SWISH": _unary(OP.HARD_SWISH, fb.BuiltinOptions.HardSwishOptions, fb.HardSwishOptionsT, int8_version=1),
+    "LOGISTIC": _unary(OP.LOGISTIC, out_scale=1 / 256),
+    "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize,
+}
+SWEPT_OPS = tuple(_BUILDERS)
