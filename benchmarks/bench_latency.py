@@ -1,6 +1,6 @@
 """Predicted against measured latency on models the predictor never saw.
 
-Builds 26 models (benchmarks/latency_models.py: keras.applications at several widths and
+Builds 27 models (benchmarks/latency_models.py: keras.applications at several widths and
 resolutions, random CNNs and MLPs, float and int8) in a child process, then for each: the
 whole model measured in the LiteRT interpreter (XNNPACK, 1 thread, median over >= 2 s), the
 prediction from a latency profile (default: the shipped one; or ``--profile FILE``), and the
@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         folder = Path(args.models or tmp)
         if not args.models:
-            print("building 26 models with the converter (child process)...", file=sys.stderr)
+            print("building 27 models with the converter (child process)...", file=sys.stderr)
             subprocess.run([sys.executable, "benchmarks/latency_models.py", str(folder)], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Models for bench_latency.py, built with the real converter in a child process.
 
-``python benchmarks/latency_models.py OUT_DIR`` writes 26 .tflite files: keras.applications
+``python benchmarks/latency_models.py OUT_DIR`` writes 27 .tflite files: keras.applications
 (``weights=None``) at several widths and resolutions, randomly generated CNNs and MLPs, float
 and full int8 (random representative data). None of them is in the latency sweep, which
 times synthetic single-op models only.

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from analyzer.report import SCHEMA_VERSION
 from tests.conftest import ROOT
 
 
@@ -67,7 +68,7 @@ def test_json_markdown_html(models, data, tmp_path):
     assert rc == 0, err
     doc = json.loads(out)
     sens = doc["sensitivity"]
-    assert doc["schema_version"] == "1.1" and sens["metric"] == "accuracy" and sens["samples"] == 16
+    assert doc["schema_version"] == SCHEMA_VERSION and sens["metric"] == "accuracy" and sens["samples"] == 16
     assert sens["settings"]["all_but_one"] and set(sens["variants"]) == {"int8", "int4b32"}
     layer = next(lay for lay in sens["layers"] if lay["op"] == "FULLY_CONNECTED")
     assert set(layer["one_at_a_time"]) == set(layer["all_but_one"]) == {"int8", "int4b32"}
