@@ -1,0 +1,271 @@
+"""The search: the smallest per-layer configuration whose metric stays at or above a floor.
+
+1. Split the data (seeded) into a search split and a held-out split; calibrate activation
+   ranges on the search split.
+2. Measure each option's parts one layer at a time (``proxy``) and solve the size
+   minimisation under a noise budget as an integer program (``milp``).
+3. Bisect the noise budget on real evaluations (the simulated model in the LiteRT
+   interpreter, search split) to find the largest budget whose candidate meets the floor;
+   then fill the slack greedily, one layer at a time.
+4. Check the winner on the held-out split; if it misses there, take the next smallest
+   candidate that holds. Every evaluated configuration is cached and kept for the Pareto front.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analyzer.calibration import Dataset
+from analyzer.errors import UsageError
+from analyzer.graph import LayerGraph
+from analyzer.simulation.cache import ResultCache
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.evaluator import Evaluator, Setup, Task, evaluate_all
+from analyzer.simulation.ranges import calibrated, converter_ranges
+from analyzer.statistics import collect
+from search import milp, proxy
+from search.config import PRESETS, CompressionConfig
+from search.space import Space, build_space, uniform
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    floor: float | None = None
+    floor_relative: float | None = None
+    target: str = "cpu"
+    budget: int = 300  # evaluations, proxies included
+    seed: int = 0
+    holdout: float = 0.4
+    sparsity: bool = True
+    jobs: int = 1
+    bisect_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if (self.floor is None) == (self.floor_relative is None):
+            raise UsageError("give exactly one of --floor and --floor-relative")
+        if self.floor_relative is not None and not 0 < self.floor_relative <= 1.5:
+            raise UsageError(f"--floor-relative {self.floor_relative}: expected a ratio such as 0.99")
+        if not 0.1 <= self.holdout <= 0.9:
+            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0.1, 0.9]")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    config: CompressionConfig
+    bytes: int
+    compressed_bytes: int
+    metric: float
+    how: str
+    holdout_metric: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
+                "metric": round(self.metric, 6),
+                "holdout_metric": None if self.holdout_metric is None else round(self.holdout_metric, 6),
+                "config": self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    metric: str
+    float_metric: float
+    float_holdout_metric: float
+    floor: float
+    holdout_floor: float
+    float_bytes: int
+    best: Candidate | None
+    best_effort: Candidate
+    baselines: dict[str, Candidate]
+    pareto: tuple[Candidate, ...]
+    evaluations: int
+    cached: int
+    seconds: float
+    space_combinations: int
+    search_samples: int
+    holdout_samples: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "float_metric": self.float_metric, "float_holdout_metric": self.float_holdout_metric,
+                "floor": self.floor, "holdout_floor": self.holdout_floor, "float_bytes": self.float_bytes,
+                "met": self.best is not None, "best": self.best.to_dict() if self.best else None,
+                "best_effort": self.best_effort.to_dict(),
+                "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
+                "pareto": [c.to_dict() for c in self.pareto], "evaluations": self.evaluations, "cached": self.cached,
+                "seconds": round(self.seconds, 2), "space_combinations": self.space_combinations,
+                "search_samples": self.search_samples, "holdout_samples": self.holdout_samples,
+                "notes": list(self.notes)}
+
+
+def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    n = len(data)
+    if n < 4:
+        raise UsageError(f"{data.source}: {n} samples; the search needs at least 4 (a search and a held-out split)")
+    order = np.random.default_rng(seed).permutation(n)
+    k = min(n - 2, max(2, round(n * fraction)))
+    hold, search = np.sort(order[:k]), np.sort(order[k:])
+
+    def part(idx) -> Dataset:
+        return Dataset(data.source, {name: a[idx] for name, a in data.inputs.items()},
+                       data.labels[idx] if data.labels is not None else None,
+                       tuple(data.indices[i] for i in idx))
+
+    return part(search), part(hold)
+
+
+class _Run:
+    def __init__(self, graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings,
+                 metric_fn: str | None, cache: ResultCache | None, progress) -> None:
+        self.settings, self.cache, self.progress = settings, cache, progress
+        self.search_data, self.holdout_data = split(data, settings.holdout, settings.seed)
+        stats = collect(graph, model, self.search_data, seed=settings.seed)
+        ranges = converter_ranges(graph, calibrated(stats, "minmax", 99.99))
+        self.ev = Evaluator(Setup(model, graph.info.path, self.search_data, ranges, self.search_data.labels, metric_fn,
+                                  threads=max(1, settings.jobs)), graph)
+        self.hold = Evaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
+                                    metric_fn, threads=max(1, settings.jobs)), graph)
+        if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
+            raise UsageError("--floor-relative needs labels in the data or --metric-fn; without them give --floor as "
+                             "an output SQNR in dB")
+        self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity)
+        self.evaluations = 0
+        self.cached = 0
+        self.seen: dict[str, Candidate] = {}
+
+    def run_tasks(self, ev: Evaluator, tasks: list[Task]) -> dict:
+        results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self.progress)
+        self.evaluations += len(tasks)
+        self.cached += cached
+        return results
+
+    def evaluate(self, choices: dict[int, LayerChoice], how: str) -> Candidate:
+        config = CompressionConfig(choices, how)
+        key = config.key()
+        if key not in self.seen:
+            score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)])["cfg", key]
+            self.seen[key] = Candidate(config, self.space.size(config.choices), self.space.compressed(config.choices),
+                                       score["metric"], how)
+        return self.seen[key]
+
+    def holdout(self, c: Candidate) -> Candidate:
+        key = c.config.key()
+        score = self.run_tasks(self.hold, [Task(("hold", key), c.config.choices)])["hold", key]
+        return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score["metric"])
+
+    def budget_left(self) -> int:
+        return self.settings.budget - self.evaluations
+
+
+def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
+           cache: ResultCache | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
+    """Find the smallest configuration meeting the floor (see the module docstring).
+
+    Raises UsageError for bad settings or too little data, UnsupportedModelError for a model
+    that is not float, MetricError for a failing metric function.
+    """
+    start = time.perf_counter()
+    r = _Run(graph, model, data, settings, metric_fn, cache, progress)
+    base, base_hold = r.ev.baseline().metric, r.hold.baseline().metric
+    floor = settings.floor if settings.floor is not None else settings.floor_relative * base
+    hold_floor = settings.floor if settings.floor is not None else settings.floor_relative * base_hold
+    float_bytes = r.space.size({})
+    notes: list[str] = []
+
+    baselines = {}
+    for name, (choice, _) in PRESETS.items():
+        chosen = uniform(r.space, choice)
+        if chosen:
+            baselines[name] = r.holdout(r.evaluate(chosen, f"preset:{name}"))
+
+    costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
+    best = _bisect(r, costs, floor)
+    if best is not None:
+        best = _fill(r, costs, best, floor)
+    else:
+        notes.append("no candidate met the floor on the search split")
+    feasible = sorted((c for c in r.seen.values() if c.metric >= floor), key=lambda c: c.bytes)
+    chosen = None
+    for c in feasible[:8]:  # the smallest that also holds on held-out data
+        checked = r.holdout(c)
+        if checked.holdout_metric >= hold_floor:
+            chosen = checked
+            break
+        notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
+                     f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
+    best_effort = chosen or r.holdout(max(r.seen.values(), key=lambda c: (c.metric, -c.bytes)))
+    if r.budget_left() <= 0:
+        notes.append(f"the evaluation budget ({settings.budget}) ran out")
+    return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
+                        baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
+                        r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes))
+
+
+def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
+    """The largest noise budget whose integer-program solution meets the floor (log bisection)."""
+    total = sum(max(c) for c in costs.values())
+    positive = [v for c in costs.values() for v in c if v > 0]
+    if not positive:
+        return None
+    lo, hi = math.log(min(positive) / 2), math.log(total * 1.01)
+    best = None
+    top = milp.solve(r.space, [costs], [math.exp(hi)])
+    if top is not None:
+        c = r.evaluate(top, "milp:unbounded")
+        if c.metric >= floor:
+            return c
+    for step in range(r.settings.bisect_steps):
+        if r.budget_left() <= 1:
+            break
+        mid = (lo + hi) / 2
+        chosen = milp.solve(r.space, [costs], [math.exp(mid)])
+        if chosen is None:
+            lo = mid
+            continue
+        c = r.evaluate(chosen, f"milp:noise<={math.exp(mid):.3g}")
+        if c.metric >= floor:
+            lo = mid
+            if best is None or c.bytes < best.bytes:
+                best = c
+        else:
+            hi = mid
+    return best
+
+
+def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
+    """Spend what is left of the budget shrinking one layer at a time, cheapest noise per
+    byte saved first; keep every change that still meets the floor."""
+    current = dict(best.config.choices)
+    improved = True
+    while improved and r.budget_left() > 1:
+        improved = False
+        moves = []
+        for ls in r.space.layers:
+            now = current.get(ls.layer, LayerChoice())
+            k_now = next(k for k, o in enumerate(ls.options) if o.choice == now) if now in [o.choice for o in ls.options] else None
+            now_bytes = ls.options[k_now].bytes if k_now is not None else ls.float_bytes
+            now_cost = costs[ls.layer][k_now] if k_now is not None else 0.0
+            for k, o in enumerate(ls.options):
+                saved = now_bytes - o.bytes
+                if saved > 0:
+                    moves.append(((costs[ls.layer][k] - now_cost) / saved, ls.layer, o.choice))
+        for _, layer, choice in sorted(moves, key=lambda m: m[0])[:max(1, min(6, r.budget_left() - 1))]:
+            trial = {**current, layer: choice}
+            c = r.evaluate(trial, "greedy")
+            if c.metric >= floor and c.bytes < r.space.size(current):
+                current, best, improved = trial, c, True
+                break
+    return best
+
+
+def _pareto(cands) -> tuple[Candidate, ...]:
+    front = []
+    for c in sorted(cands, key=lambda c: (c.bytes, -c.metric)):
+        if not front or c.metric > front[-1].metric:
+            front.append(c)
+    return tuple(front)

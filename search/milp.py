@@ -1,0 +1,47 @@
+"""The size-minimisation as an integer program (scipy ``milp``, HiGHS), as MCT and HAWQ-V3 do.
+
+One binary per (layer, option); exactly one option per layer; the sum of the options'
+predicted costs (output noise, latency) under each budget; minimise bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from analyzer.simulation.choices import LayerChoice
+from search.space import Space
+
+
+def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequence[float]) -> dict[int, LayerChoice] | None:
+    """The smallest choice per layer with ``sum(costs[k][layer][option]) <= budgets[k]`` for
+    every k, or None if no assignment fits. ``costs[k][layer]`` lists one value per option of
+    ``space.layers[...]`` in order."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    index = [(ls, k) for ls in space.layers for k in range(len(ls.options))]
+    n = len(index)
+    c = np.array([ls.options[k].bytes for ls, k in index], dtype=float)
+    rows, lower, upper = [], [], []
+    col = 0
+    for ls in space.layers:  # one option per layer
+        row = np.zeros(n)
+        row[col:col + len(ls.options)] = 1
+        col += len(ls.options)
+        rows.append(row)
+        lower.append(1)
+        upper.append(1)
+    for cost, budget in zip(costs, budgets):
+        rows.append(np.array([cost[ls.layer][k] for ls, k in index], dtype=float))
+        lower.append(-np.inf)
+        upper.append(budget)
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lower, upper), integrality=np.ones(n),
+               bounds=Bounds(0, 1), options={"time_limit": 30})
+    if res.x is None:
+        return None
+    chosen = {}
+    for (ls, k), v in zip(index, res.x):
+        if v > 0.5:
+            chosen[ls.layer] = ls.options[k].choice
+    return chosen

@@ -1,0 +1,47 @@
+"""Additive proxies of each option's damage, from one-at-a-time simulated evaluations.
+
+An option combines a weight precision, an activation precision and a sparsity; each part
+is measured alone per layer (only that layer changed, in the real interpreter), and the
+option's cost is the sum of its parts' output noise (relative error energy, 10^(-SQNR/10)),
+which adds up across layers and parts to first order. The search checks every candidate
+for real; the proxy only ranks.
+"""
+
+from __future__ import annotations
+
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.evaluator import Task
+from search.space import Space
+
+
+def parts(choice: LayerChoice) -> list[LayerChoice]:
+    out = []
+    if choice.weights != "float32":
+        out.append(LayerChoice(choice.weights, "float", choice.block))
+    if choice.activations != "float":
+        out.append(LayerChoice("float32", choice.activations))
+    if choice.sparsity:
+        out.append(LayerChoice(sparsity=choice.sparsity))
+    return out
+
+
+def tasks(space: Space) -> list[Task]:
+    seen = {}
+    for ls in space.layers:
+        for o in ls.options:
+            for p in parts(o.choice):
+                key = ("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
+                seen.setdefault(key, Task(key, {ls.layer: p}))
+    return list(seen.values())
+
+
+def noise(score: dict) -> float:
+    return 10 ** (-score["sqnr_db"] / 10)
+
+
+def costs(space: Space, results: dict) -> dict[int, list[float]]:
+    out = {}
+    for ls in space.layers:
+        out[ls.layer] = [sum(noise(results["part", ls.layer, p.weights, p.activations, p.block, p.sparsity])
+                             for p in parts(o.choice)) for o in ls.options]
+    return out

@@ -1,0 +1,120 @@
+"""The search space: for each layer, the choices its target can run, with their size.
+
+Targets and the precisions they run are data (``search/tables/space.json``). A layer with
+weights is offered every (weights, activations, sparsity) combination the target allows; a
+layer without weights only activation precisions. Float32 is always a choice where the
+target runs float, so the float model is in the space.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+from analyzer.errors import UsageError
+from analyzer.graph import LayerGraph
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.rewrite import Rewriter
+from search.size import LayerWeights, compressed_bytes, layer_weights, weight_bytes
+
+
+def _table() -> dict:
+    return json.loads((resources.files("search") / "tables" / "space.json").read_text(encoding="utf-8"))
+
+
+def targets() -> tuple[str, ...]:
+    return tuple(_table()["targets"])
+
+
+@dataclass(frozen=True)
+class Option:
+    choice: LayerChoice
+    bytes: int  # in the flatbuffer
+    compressed: int  # with sparsity, in a compressed download
+
+
+@dataclass(frozen=True)
+class LayerSpace:
+    layer: int
+    name: str
+    op: str
+    options: tuple[Option, ...]
+    float_bytes: int
+
+
+@dataclass(frozen=True)
+class Space:
+    target: str
+    layers: tuple[LayerSpace, ...]
+    fixed_bytes: int  # everything in the model that no choice changes
+
+    def size(self, choices: dict[int, LayerChoice]) -> int:
+        return self.fixed_bytes + sum(_option(ls, choices.get(ls.layer)).bytes for ls in self.layers)
+
+    def compressed(self, choices: dict[int, LayerChoice]) -> int:
+        return self.fixed_bytes + sum(_option(ls, choices.get(ls.layer)).compressed for ls in self.layers)
+
+    def combinations(self) -> int:
+        n = 1
+        for ls in self.layers:
+            n *= len(ls.options)
+        return n
+
+
+def _option(ls: LayerSpace, choice: LayerChoice | None) -> Option:
+    want = choice or LayerChoice()
+    for o in ls.options:
+        if o.choice == want:
+            return o
+    if want == LayerChoice():
+        return Option(want, ls.float_bytes, ls.float_bytes)
+    raise UsageError(f"layer {ls.layer} ({ls.op}): {want} is not in the search space")
+
+
+def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, sparsity: bool = True) -> Space:
+    table = _table()["targets"]
+    if target not in table:
+        raise UsageError(f"--target {target!r}: the search knows {', '.join(table)}")
+    t = table[target]
+    weights = layer_weights(graph, rewriter)
+    layers = []
+    float_weight_bytes = 0
+    for layer in graph.main.layers:
+        w = weights.get(layer.index)
+        acts = bool(rewriter.activations_of(layer))
+        if w is None and not acts:
+            continue
+        options = []
+        for wp in (t["weights"] if w is not None else ["float32"]):
+            for ap in (t["activations"] if acts else ["float"]):
+                if ap != "float" and wp in ("float32", "float16") and w is not None:
+                    continue  # integer kernels read integer weights
+                if w is None and ap == "float" and "float" not in t["activations"]:
+                    continue
+                for s in (t["sparsity"] if (w is not None and sparsity) else [0.0]):
+                    choice = LayerChoice(wp, ap, 0, s)
+                    size = weight_bytes(w, choice) if w is not None else 0
+                    options.append(Option(choice, size, compressed_bytes(w, choice) if w is not None else 0))
+        if not options:
+            continue
+        fb = weight_bytes(w, LayerChoice()) if w is not None else 0
+        float_weight_bytes += fb
+        layers.append(LayerSpace(layer.index, layer.name, layer.op, tuple(options), fb))
+    fixed = max(0, graph.info.size_bytes - float_weight_bytes)
+    return Space(target, tuple(layers), fixed)
+
+
+def uniform(space: Space, choice: LayerChoice) -> dict[int, LayerChoice]:
+    """``choice`` for every layer that offers it (weights-only choices applied to weighted
+    layers; activation choices to every layer that offers them)."""
+    out = {}
+    for ls in space.layers:
+        offered = {o.choice for o in ls.options}
+        if choice in offered:
+            out[ls.layer] = choice
+        else:
+            act_only = LayerChoice("float32", choice.activations)
+            if act_only in offered:
+                out[ls.layer] = act_only
+    return out
