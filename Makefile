@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_savedmodel.py
 	$(PY) benchmarks/bench_sensitivity.py
 	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_search.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

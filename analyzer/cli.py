@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 import os
 import signal
 import sys
@@ -111,24 +112,38 @@ def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files a
 
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
-    if raw[:1] == ["calibrate-latency"]:
-        from analyzer.latency.calibrate_cli import main as calibrate
+    if raw[:1] == ["search"]:
+        from search.cli import build_parser as search_parser, run as search_run
 
-        return calibrate(raw[1:], handle_sigterm=argv is None)
+        args = search_parser().parse_args(raw[1:])
+        return guarded("analyze search", lambda: search_run(args), debug=args.debug, sigterm=argv is None,
+                       interrupted="interrupted; evaluations so far are cached, a rerun resumes")
+    if raw[:1] == ["calibrate-latency"]:
+        from analyzer.latency.calibrate_cli import build_parser as calibrate_parser, run as calibrate_run
+
+        args = calibrate_parser().parse_args(raw[1:])
+        return guarded("analyze calibrate-latency", lambda: calibrate_run(args), debug=False, sigterm=argv is None,
+                       interrupted="interrupted; no profile written")
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate) if argv is None else None
+    return guarded("analyze", lambda: _run(args), debug=args.debug, sigterm=argv is None)
+
+
+def guarded(prog: str, run: Callable[[], int], *, debug: bool, sigterm: bool, interrupted: str = "interrupted") -> int:
+    """Run a command with the documented exit codes: bad input is one line and exit 2,
+    Ctrl-C (or SIGTERM, when ``sigterm``) exit 130, a bug one line and exit 3."""
+    previous = signal.signal(signal.SIGTERM, _terminate) if sigterm else None
     try:
-        return _run(args)
+        return run()
     except AnalyzerError as exc:
-        print(f"analyze: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("analyze: interrupted", file=sys.stderr)
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: say so in one line; --debug shows it all
-        if args.debug:
+        if debug:
             raise
-        print(f"analyze: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
               "report it)", file=sys.stderr)
         return EXIT_INTERNAL
     finally:

@@ -45,6 +45,7 @@ class SearchSettings:
     sparsity: bool = True
     jobs: int = 1
     bisect_steps: int = 10
+    restrict: tuple[tuple[str, tuple], ...] = ()  # (("weights", ("int8", "int4")), ...)
 
     def __post_init__(self) -> None:
         if (self.floor is None) == (self.floor_relative is None):
@@ -133,7 +134,8 @@ class _Run:
         if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
             raise UsageError("--floor-relative needs labels in the data or --metric-fn; without them give --floor as "
                              "an output SQNR in dB")
-        self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity)
+        self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity,
+                                        restrict=dict(settings.restrict))
         self.evaluations = 0
         self.cached = 0
         self.seen: dict[str, Candidate] = {}

@@ -45,11 +45,28 @@ def layer_weights(graph: LayerGraph, rewriter: Rewriter) -> dict[int, LayerWeigh
     return out
 
 
+SPARSE_WEIGHTS = ("float32", "int8")  # the sparse formats the runtime reads
+SPARSITY_OVERHEAD = 64  # the SparsityParameters table and its DimensionMetadata
+
+
+def _index_bytes(limit: int) -> int:
+    return 1 if limit < 2**8 else (2 if limit < 2**16 else 4)
+
+
+def _sparse_values(n: int, channels: int, bits: int, sparsity: float) -> int:
+    nnz = math.ceil(n * (1 - sparsity))
+    rest = max(1, n // max(1, channels))
+    return (nnz * bits // 8 + nnz * _index_bytes(rest) + (channels + 1) * _index_bytes(nnz + 1)
+            + SPARSITY_OVERHEAD)
+
+
 def weight_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     total = 0
     for n, channels, _ in w.tensors:
         bits = _BITS[choice.weights]
         data = math.ceil(n * bits / 8)
+        if choice.sparsity and choice.weights in SPARSE_WEIGHTS:
+            data = min(data, _sparse_values(n, channels, bits, choice.sparsity))
         if choice.weights in ("int8", "int4", "int16"):
             groups = math.ceil(n / choice.block) if choice.block else channels
             data += groups * PARAM_BYTES + DEQUANTIZE_OVERHEAD

@@ -16,7 +16,7 @@ from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.rewrite import Rewriter
-from search.size import LayerWeights, compressed_bytes, layer_weights, weight_bytes
+from search.size import SPARSE_WEIGHTS, compressed_bytes, layer_weights, weight_bytes
 
 
 def _table() -> dict:
@@ -72,11 +72,22 @@ def _option(ls: LayerSpace, choice: LayerChoice | None) -> Option:
     raise UsageError(f"layer {ls.layer} ({ls.op}): {want} is not in the search space")
 
 
-def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, sparsity: bool = True) -> Space:
+def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, sparsity: bool = True,
+                restrict: dict[str, tuple] | None = None) -> Space:
+    """The space for ``target``, optionally narrowed by ``restrict`` (``{"weights": (...),
+    "activations": (...), "sparsity": (...)}``, intersected with what the target runs)."""
     table = _table()["targets"]
     if target not in table:
         raise UsageError(f"--target {target!r}: the search knows {', '.join(table)}")
-    t = table[target]
+    t = dict(table[target])
+    for key, allowed in (restrict or {}).items():
+        if allowed is None:
+            continue
+        kept = [v for v in t[key] if v in allowed]
+        if not kept:
+            raise UsageError(f"--{key.replace('sparsity', 'sparsity-levels')} {','.join(map(str, allowed))}: "
+                             f"none of it runs on {target} (it runs {', '.join(map(str, t[key]))})")
+        t[key] = kept
     weights = layer_weights(graph, rewriter)
     layers = []
     float_weight_bytes = 0
@@ -92,7 +103,8 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
                     continue  # integer kernels read integer weights
                 if w is None and ap == "float" and "float" not in t["activations"]:
                     continue
-                for s in (t["sparsity"] if (w is not None and sparsity) else [0.0]):
+                levels = t["sparsity"] if (w is not None and sparsity and wp in SPARSE_WEIGHTS) else [0.0]
+                for s in levels:
                     choice = LayerChoice(wp, ap, 0, s)
                     size = weight_bytes(w, choice) if w is not None else 0
                     options.append(Option(choice, size, compressed_bytes(w, choice) if w is not None else 0))

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
-
-from analyzer.errors import AnalyzerError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,25 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str], *, handle_sigterm: bool = False) -> int:
-    from analyzer.cli import EXIT_BAD_INPUT, _terminate
-
-    args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate) if handle_sigterm else None
-    try:
-        return _run(args)
-    except AnalyzerError as exc:
-        print(f"analyze: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("analyze: interrupted; no profile written", file=sys.stderr)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import os
 
     from analyzer.errors import UsageError

@@ -34,7 +34,8 @@ class Score:
     mse: float
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 6) for k, v in asdict(self).items()}
+        # unrounded: a configuration exactly at the floor must compare equal to it
+        return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> Score:

@@ -1,0 +1,125 @@
+"""The search against exhaustive search, random search and uniform presets; and its scaling.
+
+Models are trained on scikit-learn's digits in a child process (benchmarks/search_models.py).
+1. Exhaustive: the digits MLP's whole space (weights float32/float16/int8/int4, activations
+   float/int8, no sparsity: 2,592 configurations) evaluated on the search split; the true
+   smallest size meeting the floor against ours, and the evaluations each needed.
+2. Digits MLP / CNN / small-channel depthwise CNN at floor 0.99 x float accuracy: ours
+   against every uniform preset and against random search with the same number of
+   evaluations, the floor checked on held-out data.
+3. Scaling: deep random CNNs of about 10, 50 and 150 layers (fidelity floor 30 dB SQNR).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from measure import ROOT
+from tabulate import tabulate
+
+from analyzer.calibration import load
+from analyzer.readers import read
+from analyzer.simulation.evaluator import Task
+from search.engine import SearchSettings, _Run, search
+
+PY = sys.executable
+RESTRICT = (("weights", ("float32", "float16", "int8", "int4")), ("activations", ("float", "int8")), ("sparsity", (0.0,)))
+
+
+def _exhaustive(graph, data, settings) -> tuple[int | None, int, float]:
+    run = _Run(graph, graph.model_bytes(), data, settings, None, None, None)
+    base = run.ev.baseline().metric
+    floor = settings.floor_relative * base
+    layers = run.space.layers
+    combos = list(itertools.product(*[range(len(ls.options)) for ls in layers]))
+    tasks, sizes = [], {}
+    for k, combo in enumerate(combos):
+        choices = {ls.layer: ls.options[i].choice for ls, i in zip(layers, combo)}
+        tasks.append(Task(("x", k), choices))
+        sizes[k] = run.space.size(choices)
+    start = time.perf_counter()
+    results = run.run_tasks(run.ev, tasks)
+    ok = [sizes[k] for k in range(len(combos)) if results["x", k]["metric"] >= floor]
+    return (min(ok) if ok else None), len(combos), time.perf_counter() - start
+
+
+def _random(graph, data, settings, budget: int, seed: int = 0):
+    run = _Run(graph, graph.model_bytes(), data, settings, None, None, None)
+    base = run.ev.baseline().metric
+    floor, hold_floor = settings.floor_relative * base, settings.floor_relative * run.hold.baseline().metric
+    rng = random.Random(seed)
+    found = []
+    for _ in range(budget):
+        choices = {ls.layer: rng.choice(ls.options).choice for ls in run.space.layers}
+        c = run.evaluate(choices, "random")
+        if c.metric >= floor:
+            found.append(c)
+    for c in sorted(found, key=lambda c: c.bytes):
+        if run.holdout(c).holdout_metric >= hold_floor:
+            return c.bytes
+    return None
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        work = Path(tmp)
+        print("training the digits models (child process)...", file=sys.stderr)
+        subprocess.run([PY, "benchmarks/search_models.py", str(work)], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mlp = read(work / "digits_mlp.tflite")
+        flat = load(str(work / "digits_test_flat.npz"), mlp)
+        rows = []
+        for relative in (0.99, 0.998, 1.0):
+            settings = SearchSettings(floor_relative=relative, restrict=RESTRICT, sparsity=False)
+            optimum, combos, seconds = _exhaustive(mlp, flat, settings)
+            ours = search(mlp, mlp.model_bytes(), flat, settings)
+            found = ours.best.bytes if ours.best else None
+            rows.append([relative, combos, optimum, f"{seconds:.1f}", ours.evaluations, found,
+                         f"{found / optimum - 1:+.1%}" if found and optimum else "-",
+                         f"{ours.evaluations / combos:.1%}"])
+        print("1. against exhaustive search (digits MLP, search split; goals: within 5 %, at most 10 % of the "
+              "evaluations)")
+        print(tabulate(rows, headers=["floor x float", "exhaustive evals", "optimum bytes", "exhaustive s",
+                                      "our evals", "our bytes", "from optimum", "evals share"]))
+        print()
+
+        rows = []
+        for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_cnn", "digits_test.npz"),
+                                ("digits_dw_cnn", "digits_test.npz")):
+            graph = read(work / f"{name}.tflite")
+            data = load(str(work / data_file), graph)
+            full = SearchSettings(floor_relative=0.99)
+            res = search(graph, graph.model_bytes(), data, full)
+            holding = {k: c.bytes for k, c in res.baselines.items()
+                       if c.metric >= res.floor and c.holdout_metric >= res.holdout_floor}
+            best_uniform = min(holding.items(), key=lambda kv: kv[1]) if holding else (None, None)
+            rnd = _random(graph, data, full, res.evaluations)
+            ours_b = res.best.bytes if res.best else None
+            rows.append([name, f"{res.float_metric:.3f}", res.float_bytes,
+                         f"{best_uniform[0]} {best_uniform[1]}" if best_uniform[0] else "none",
+                         ours_b, f"{ours_b / best_uniform[1] - 1:+.1%}" if ours_b and best_uniform[1] else "-",
+                         rnd, res.evaluations, f"{res.best.holdout_metric:.3f}" if res.best else "-"])
+        print("2. digits models, floor 0.99 x float accuracy, held out 40 %")
+        print(tabulate(rows, headers=["model", "float acc", "float bytes", "best uniform holding", "ours bytes",
+                                      "vs uniform", "random search bytes", "evaluations", "ours held-out acc"]))
+
+        rows = []
+        inputs = work / "deep_inputs.npz"
+        for depth in (5, 25, 75):
+            graph = read(work / f"deep_cnn_{depth}.tflite")
+            data = load(str(inputs), graph)
+            res = search(graph, graph.model_bytes(), data, SearchSettings(floor=30.0, sparsity=False, budget=1000))
+            rows.append([len(graph.main.layers), res.evaluations, f"{res.seconds:.1f}",
+                         f"{res.best.bytes / res.float_bytes:.1%}" if res.best else "-"])
+        print("\n3. scaling (deep random CNNs, floor 30 dB output SQNR)")
+        print(tabulate(rows, headers=["layers", "evaluations", "seconds", "size of float"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Trained digits models for bench_search.py (scikit-learn's bundled digits; TensorFlow inside).
+
+``python benchmarks/search_models.py OUT_DIR`` writes float ``.tflite`` models and
+``digits_test.npz`` / ``digits_test_flat.npz`` (the held-out 30 %, with labels):
+``digits_mlp`` (4 dense layers, the exhaustive benchmark), ``digits_cnn`` (conv, depthwise,
+pointwise, dense), ``digits_dw_cnn`` (small-channel depthwise CNN, where uniform int4
+collapses), and deep random MLPs / CNNs for the scaling runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _data():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")
+    return train_test_split(x, d.target, test_size=0.3, random_state=0, stratify=d.target)
+
+
+def _save(model, path: str) -> None:
+    import tensorflow as tf
+
+    with open(path, "wb") as f:
+        f.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def _train(model, x, y, epochs: int):
+    import keras
+
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def main(out: str) -> None:
+    import keras
+
+    os.makedirs(out, exist_ok=True)
+    x_train, x_test, y_train, y_test = _data()
+    np.savez(os.path.join(out, "digits_test.npz"), x=x_test[..., None], y=y_test)
+    np.savez(os.path.join(out, "digits_test_flat.npz"), x=x_test.reshape(len(x_test), -1), y=y_test)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,))
+    h = keras.layers.Dense(128, activation="relu")(inp)
+    h = keras.layers.Dense(64, activation="relu")(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    mlp = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    _save(_train(mlp, x_train.reshape(len(x_train), -1), y_train, 40), os.path.join(out, "digits_mlp.tflite"))
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(32, 1, activation="relu")(h)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    cnn = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    _save(_train(cnn, x_train[..., None], y_train, 60), os.path.join(out, "digits_cnn.tflite"))
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    for _ in range(3):
+        h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+        h = keras.layers.Conv2D(8, 1, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    dw = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    _save(_train(dw, x_train[..., None], y_train, 80), os.path.join(out, "digits_dw_cnn.tflite"))
+
+    for depth in (5, 25, 75):  # about 10, 50 and 150 layers (dense + its activation, or conv blocks)
+        keras.utils.set_random_seed(depth)
+        inp = keras.Input((16, 16, 8))
+        h = inp
+        for _ in range(depth):
+            h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(h)
+        deep = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+        _save(deep, os.path.join(out, f"deep_cnn_{depth}.tflite"))
+    np.savez(os.path.join(out, "deep_inputs.npz"),
+             x=np.random.default_rng(0).uniform(0, 1, (40, 16, 16, 8)).astype("float32"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,107 @@
+"""``analyze search MODEL --data D --floor-relative 0.99``: the smallest configuration meeting a floor.
+
+Exit codes: 0 a configuration meets the floor on the search and the held-out split; 1 none
+does (the best effort is reported); 2 bad input or usage; 130 interrupted (the cache keeps
+every evaluation, so a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from analyzer.errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.cli import _Parser, _positive_int
+    from search.space import targets
+
+    p = _Parser(prog="analyze search", description="Search per-layer precision and sparsity for the smallest model "
+                "that keeps the metric at or above a floor (simulated in the LiteRT interpreter).")
+    p.add_argument("model", help="a float .tflite file, a SavedModel directory, or a Keras .keras / .h5 file")
+    p.add_argument("--data", metavar="PATH", help="evaluation data (.npz or a folder of .npy; labels y for accuracy)")
+    p.add_argument("--data-fn", metavar="MODULE:FUNCTION", help="a function returning an iterable of input dicts")
+    p.add_argument("--samples", type=_positive_int, help="use N samples, drawn with --seed")
+    floor = p.add_mutually_exclusive_group(required=True)
+    floor.add_argument("--floor", type=float, help="the lowest acceptable metric (accuracy, your metric, or output "
+                       "SQNR in dB without labels)")
+    floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
+    p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
+    p.add_argument("--budget", type=_positive_int, default=300, help="evaluations, proxies included (default: 300)")
+    p.add_argument("--holdout", type=float, default=0.4, help="fraction of the data held out to check the winner "
+                   "(default: 0.4)")
+    p.add_argument("--no-sparsity", action="store_true", help="search precisions only")
+    p.add_argument("--weights", help="weight precisions to consider, e.g. float16,int8,int4 (default: all the "
+                   "target runs)")
+    p.add_argument("--activations", help="activation precisions to consider: float,int8,int16")
+    p.add_argument("--sparsity-levels", help="sparsity levels to consider, e.g. 0,0.5,0.75")
+    p.add_argument("--metric-fn", metavar="MODULE:FUNCTION", help="function(outputs, labels) -> float, higher is better")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    p.add_argument("--config-out", metavar="FILE", help="write the chosen configuration (JSON) to FILE")
+    p.add_argument("--convert-timeout", type=float, default=600.0, metavar="SECONDS")
+    p.add_argument("--trust-model", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _restrict(args: argparse.Namespace) -> tuple:
+    out = []
+    for key, text, cast in (("weights", args.weights, str), ("activations", args.activations, str),
+                            ("sparsity", args.sparsity_levels, float)):
+        if text:
+            try:
+                out.append((key, tuple(cast(v.strip()) for v in text.split(",") if v.strip())))
+            except ValueError:
+                raise UsageError(f"--{key}: {text!r} is not a comma-separated list") from None
+    return tuple(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.calibration import load
+    from analyzer.output import check_outputs, write_atomic
+    from analyzer.progress import progress_bar
+    from analyzer.report import analyze
+    from analyzer.simulation.cache import ResultCache, default_directory
+    from analyzer.simulation.rewrite import require_float
+    from search.engine import SearchSettings, search
+    from search.report import render
+
+    if bool(args.data) == bool(args.data_fn):
+        raise UsageError("give --data or --data-fn (one of them)")
+    settings = SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
+                              budget=args.budget, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
+                              jobs=args.jobs, restrict=_restrict(args))
+    check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)
+    report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout)
+    if report.graph is None:
+        raise UsageError(f"{args.model}: the model did not convert to a .tflite to search")
+    require_float(report.graph)
+    data = load(args.data or args.data_fn, report.graph, samples=args.samples, seed=args.seed)
+    cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
+    try:
+        bar = progress_bar("search")(settings.budget, 0)
+        result = search(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,
+                        cache=cache, progress=bar)
+    finally:
+        cache.close()
+    text = render(result, args.format, model=args.model)
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if args.config_out:
+        chosen = result.best or result.best_effort
+        write_atomic(args.config_out, json.dumps(chosen.config.to_dict(), indent=2) + "\n")
+    if result.best is None:
+        print(f"analyze search: no configuration met the floor {result.floor:.4g}; best reached "
+              f"{result.best_effort.metric:.4g} ({result.best_effort.bytes} bytes)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,135 @@
+"""The search: configs, the space per target, the size model, the integer program, and the
+whole loop on a real model in the LiteRT interpreter, down to the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analyzer.calibration import Dataset
+from analyzer.errors import UsageError
+from analyzer.readers import read
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.rewrite import Rewriter
+from search import milp
+from search.config import PRESETS, CompressionConfig
+from search.engine import SearchSettings, search, split
+from search.size import LayerWeights, weight_bytes
+from search.space import build_space, uniform
+from tests import zoo
+from tests.test_cli_sensitivity import run as run_cli
+
+
+def _data(n: int = 60, seed: int = 0) -> Dataset:
+    x = np.random.default_rng(seed).uniform(0, 1, (n, *zoo.INPUT_SHAPE)).astype(np.float32)
+    return Dataset("random", {"image": x}, None, tuple(range(n)))
+
+
+@pytest.fixture(scope="module")
+def cnn(models):
+    from analyzer.simulation.ranges import calibrated
+    from analyzer.statistics import collect
+
+    graph = read(models["float_cnn"])
+    ranges = calibrated(collect(graph, graph.model_bytes(), _data(8)), "minmax", 99.99)
+    return graph, Rewriter(graph.model_bytes(), graph, ranges)
+
+
+def test_config_round_trip_and_presets():
+    cfg = CompressionConfig({3: LayerChoice("int4"), 1: LayerChoice("int8", "int8", sparsity=0.5), 2: LayerChoice()})
+    assert list(cfg.choices) == [1, 3]  # float layers are not stored; sorted
+    again = CompressionConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.key() == cfg.key()
+    with pytest.raises(UsageError, match="not a compression-advisor/config"):
+        CompressionConfig.from_dict({"schema": "x"})
+    full = CompressionConfig.preset("full_int8", [0, 1])
+    assert full.choice(0) == LayerChoice("int8", "int8") and set(PRESETS) >= {"float16", "int4_weights"}
+
+
+def test_size_model():
+    w = LayerWeights(0, ((1024 * 64, 1024, 0),))  # FC [1024, 64]
+    dense = {p: weight_bytes(w, LayerChoice(p)) for p in ("float32", "float16", "int8", "int4")}
+    assert dense["float32"] == 4 * 65536
+    assert dense["float32"] > dense["float16"] > dense["int8"] > dense["int4"] > 65536 // 2
+    assert weight_bytes(w, LayerChoice("int8", sparsity=0.9)) < dense["int4"]  # CSR beats dense int4 at 90 %
+    assert weight_bytes(w, LayerChoice("int8", sparsity=0.25)) == dense["int8"]  # dense when sparse is larger
+    assert weight_bytes(w, LayerChoice("int4", block=32)) > dense["int4"]  # a scale per block
+
+
+def test_space_follows_the_target(cnn):
+    graph, rw = cnn
+    cpu = build_space(graph, rw, "cpu")
+    fc = next(ls for ls in cpu.layers if ls.op == "FULLY_CONNECTED")
+    assert LayerChoice("int4") in {o.choice for o in fc.options}
+    assert LayerChoice("float16", "int8") not in {o.choice for o in fc.options}  # int kernels read int weights
+    gpu = build_space(graph, rw, "gpu")
+    assert all(o.choice.activations == "float" and o.choice.weights != "int4" for ls in gpu.layers for o in ls.options)
+    tpu = build_space(graph, rw, "edgetpu")
+    assert all(o.choice.activations == "int8" for ls in tpu.layers for o in ls.options)
+    assert cpu.size({}) == pytest.approx(graph.info.size_bytes, rel=0.01)
+    assert cpu.size(uniform(cpu, LayerChoice("int8"))) < cpu.size(uniform(cpu, LayerChoice("float16"))) < cpu.size({})
+    with pytest.raises(UsageError, match="none of it runs on gpu"):
+        build_space(graph, rw, "gpu", restrict={"weights": ("int4",)})
+
+
+def test_integer_program_picks_the_cheapest_within_budget(cnn):
+    graph, rw = cnn
+    space = build_space(graph, rw, "cpu", sparsity=False, restrict={"activations": ("float",)})
+    costs = {ls.layer: [{"float32": 0.0, "float16": 0.001, "int8": 0.01, "int4": 0.1}[o.choice.weights]
+                        for o in ls.options] for ls in space.layers}
+    weighted_layers = {ls.layer for ls in space.layers if len(ls.options) > 1}
+    assert {c for i, c in milp.solve(space, [costs], [10.0]).items() if i in weighted_layers} == {LayerChoice("int4")}
+    assert set(milp.solve(space, [costs], [0.0]).values()) <= {LayerChoice()}
+    weighted = sum(1 for ls in space.layers if len(ls.options) > 1)
+    mixed = milp.solve(space, [costs], [0.1 + 0.01 * (weighted - 1)])
+    assert sorted(c.weights for c in mixed.values() if c.weights != "float32").count("int4") == 1
+    assert milp.solve(space, [costs], [-1.0]) is None
+
+
+def test_split_is_seeded_and_disjoint():
+    data = _data(20)
+    a, b = split(data, 0.4, 3)
+    assert len(a) == 12 and len(b) == 8 and not set(a.indices) & set(b.indices)
+    assert split(data, 0.4, 3)[0].indices == a.indices and split(data, 0.4, 4)[0].indices != a.indices
+
+
+def test_search_meets_the_floor_on_held_out_data(cnn, tmp_path):
+    graph, _ = cnn
+    res = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=120))
+    assert res.best is not None and res.metric == "sqnr_db"
+    assert res.best.metric >= 30.0 and res.best.holdout_metric >= 30.0
+    assert res.best.bytes < res.baselines["float16"].bytes  # smaller than uniform float16, which also holds
+    assert res.evaluations <= 120 + 10
+    assert [c.bytes for c in res.pareto] == sorted(c.bytes for c in res.pareto)
+    assert all(a.metric < b.metric for a, b in zip(res.pareto, res.pareto[1:]))
+
+
+def test_unreachable_floor_keeps_the_best_effort(cnn):
+    graph, _ = cnn
+    res = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=149.0, budget=60, sparsity=False))
+    assert res.best is None and res.best_effort.metric < 149.0
+    assert any("no candidate met the floor" in n for n in res.notes)
+
+
+def test_cli(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (60, *zoo.INPUT_SHAPE)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", image=x)
+    cfg = tmp_path / "cfg.json"
+    rc, out, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--floor", "30", "--budget",
+                           "80", "--no-cache", "--format", "json", "--config-out", cfg)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "compression-advisor/search" and doc["met"] and doc["best"]["bytes"] < doc["float_bytes"]
+    assert CompressionConfig.from_dict(json.loads(cfg.read_text())).choices
+    rc, out, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--floor", "149",
+                           "--budget", "40", "--no-cache", "--no-sparsity")
+    assert rc == 1 and "no configuration met the floor" in err and "best effort" in out
+    for args, message in ((("--floor-relative", "0.99"), "needs labels"),
+                          (("--floor", "30", "--target", "tpu"), "invalid choice"),
+                          (("--floor", "30", "--weights", "int3"), "none of it runs on cpu")):
+        rc, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--no-cache", *args)
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = run_cli("search", models["int8_cnn"], "--data", tmp_path / "d.npz", "--floor", "30")
+    assert rc == 2 and "need the float model" in err
