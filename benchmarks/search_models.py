@@ -68,13 +68,13 @@ def main(out: str) -> None:
     cnn = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
     _save(_train(cnn, x_train[..., None], y_train, 60), os.path.join(out, "digits_cnn.tflite"))
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(1)
     inp = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    for _ in range(3):
-        h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    for _ in range(3):  # small-channel depthwise blocks (linear depthwise, as in MobileNetV2)
+        h = keras.layers.DepthwiseConv2D(3, padding="same")(h)
         h = keras.layers.Conv2D(8, 1, activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Flatten()(h)
     dw = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
     _save(_train(dw, x_train[..., None], y_train, 80), os.path.join(out, "digits_dw_cnn.tflite"))
 

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "target runs)")
     p.add_argument("--activations", help="activation precisions to consider: float,int8,int16")
     p.add_argument("--sparsity-levels", help="sparsity levels to consider, e.g. 0,0.5,0.75")
+    p.add_argument("--max-latency", type=float, metavar="MS", help="predicted latency budget in milliseconds "
+                   "(issue 6's predictor; 1 thread, XNNPACK)")
+    p.add_argument("--latency-profile", metavar="FILE", help="device profile for --max-latency (default: shipped)")
     p.add_argument("--metric-fn", metavar="MODULE:FUNCTION", help="function(outputs, labels) -> float, higher is better")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
@@ -78,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --data or --data-fn (one of them)")
     settings = SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
                               budget=args.budget, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
-                              jobs=args.jobs, restrict=_restrict(args))
+                              jobs=args.jobs, restrict=_restrict(args),
+                              max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
+                              latency_profile=args.latency_profile)
     check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)
     report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout)
     if report.graph is None:

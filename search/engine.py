@@ -46,6 +46,8 @@ class SearchSettings:
     jobs: int = 1
     bisect_steps: int = 10
     restrict: tuple[tuple[str, tuple], ...] = ()  # (("weights", ("int8", "int4")), ...)
+    max_latency_us: float | None = None
+    latency_profile: str | None = None  # None: the shipped profile
 
     def __post_init__(self) -> None:
         if (self.floor is None) == (self.floor_relative is None):
@@ -91,9 +93,12 @@ class SearchResult:
     search_samples: int
     holdout_samples: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    max_latency_us: float | None = None
+    predicted_latency_us: float | None = None  # of the chosen (or best-effort) configuration
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "float_metric": self.float_metric, "float_holdout_metric": self.float_holdout_metric,
+        return {"metric": self.metric, "max_latency_us": self.max_latency_us,
+                "predicted_latency_us": self.predicted_latency_us, "float_metric": self.float_metric, "float_holdout_metric": self.float_holdout_metric,
                 "floor": self.floor, "holdout_floor": self.holdout_floor, "float_bytes": self.float_bytes,
                 "met": self.best is not None, "best": self.best.to_dict() if self.best else None,
                 "best_effort": self.best_effort.to_dict(),
@@ -139,6 +144,28 @@ class _Run:
         self.evaluations = 0
         self.cached = 0
         self.seen: dict[str, Candidate] = {}
+        self.latency: tuple[dict[int, list[float]], float] | None = None
+        if settings.max_latency_us is not None:
+            from analyzer.latency.predictor import LatencyPredictor
+            from analyzer.latency.profile import load
+            from search.latency_costs import latency_costs
+
+            self.latency = latency_costs(graph, self.space, LatencyPredictor(load(settings.latency_profile)))
+
+    def solve(self, costs, noise_budget: float):
+        """The integer program under the noise budget (and the latency budget, if any)."""
+        if self.latency is None:
+            return milp.solve(self.space, [costs], [noise_budget])
+        lat, fixed = self.latency
+        return milp.solve(self.space, [costs, lat], [noise_budget, self.settings.max_latency_us - fixed])
+
+    def predicted_latency(self, choices: dict[int, LayerChoice]) -> float | None:
+        if self.latency is None:
+            return None
+        lat, fixed = self.latency
+        return fixed + sum(lat[ls.layer][next(k for k, o in enumerate(ls.options)
+                                              if o.choice == choices.get(ls.layer, LayerChoice()))]
+                           for ls in self.space.layers)
 
     def run_tasks(self, ev: Evaluator, tasks: list[Task]) -> dict:
         results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self.progress)
@@ -191,7 +218,9 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         best = _fill(r, costs, best, floor)
     else:
         notes.append("no candidate met the floor on the search split")
-    feasible = sorted((c for c in r.seen.values() if c.metric >= floor), key=lambda c: c.bytes)
+    feasible = sorted((c for c in r.seen.values() if c.metric >= floor and (
+        r.latency is None or r.predicted_latency(dict(c.config.choices)) <= settings.max_latency_us)),
+        key=lambda c: c.bytes)
     chosen = None
     for c in feasible[:8]:  # the smallest that also holds on held-out data
         checked = r.holdout(c)
@@ -201,11 +230,17 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
                      f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
     best_effort = chosen or r.holdout(max(r.seen.values(), key=lambda c: (c.metric, -c.bytes)))
+    if r.latency is not None:
+        fastest = r.latency[1] + sum(min(v) for v in r.latency[0].values())
+        if fastest > settings.max_latency_us:
+            notes.append(f"--max-latency {settings.max_latency_us:.0f} us is below the fastest configuration "
+                         f"predicted ({fastest:.0f} us)")
     if r.budget_left() <= 0:
         notes.append(f"the evaluation budget ({settings.budget}) ran out")
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
-                        r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes))
+                        r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
+                        settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)))
 
 
 def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
@@ -216,7 +251,7 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
         return None
     lo, hi = math.log(min(positive) / 2), math.log(total * 1.01)
     best = None
-    top = milp.solve(r.space, [costs], [math.exp(hi)])
+    top = r.solve(costs, math.exp(hi))
     if top is not None:
         c = r.evaluate(top, "milp:unbounded")
         if c.metric >= floor:
@@ -225,7 +260,7 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
         if r.budget_left() <= 1:
             break
         mid = (lo + hi) / 2
-        chosen = milp.solve(r.space, [costs], [math.exp(mid)])
+        chosen = r.solve(costs, math.exp(mid))
         if chosen is None:
             lo = mid
             continue
@@ -258,6 +293,8 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
                     moves.append(((costs[ls.layer][k] - now_cost) / saved, ls.layer, o.choice))
         for _, layer, choice in sorted(moves, key=lambda m: m[0])[:max(1, min(6, r.budget_left() - 1))]:
             trial = {**current, layer: choice}
+            if r.latency is not None and r.predicted_latency(trial) > r.settings.max_latency_us:
+                continue
             c = r.evaluate(trial, "greedy")
             if c.metric >= floor and c.bytes < r.space.size(current):
                 current, best, improved = trial, c, True

@@ -32,7 +32,11 @@ def render(result: SearchResult, fmt: str, *, model: str) -> str:
              f"floor {r.floor:.4g} (held-out {r.holdout_floor:.4g}); {r.search_samples} search / "
              f"{r.holdout_samples} held-out samples",
              f"{r.evaluations} evaluations ({r.cached} cached) in {r.seconds:.1f} s over a space of "
-             f"{r.space_combinations:.3g} configurations", ""]
+             f"{r.space_combinations:.3g} configurations"]
+    if r.max_latency_us is not None:
+        lines.append(f"latency budget {r.max_latency_us / 1000:.3f} ms; predicted for the chosen configuration "
+                     f"{(r.predicted_latency_us or 0) / 1000:.3f} ms")
+    lines.append("")
     rows = [["float32", f"{r.float_bytes:,}", "100.0%", f"{r.float_metric:.4g}", f"{r.float_holdout_metric:.4g}", "yes"]]
     rows += [_row(name, c, r) for name, c in r.baselines.items()]
     rows.append(_row("recommended" if r.best else "best effort", r.best or r.best_effort, r))

@@ -133,3 +133,15 @@ def test_cli(models, tmp_path):
         assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
     rc, _, err = run_cli("search", models["int8_cnn"], "--data", tmp_path / "d.npz", "--floor", "30")
     assert rc == 2 and "need the float model" in err
+
+
+def test_latency_budget(cnn):
+    graph, _ = cnn
+    free = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=120, sparsity=False))
+    tight = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=120, sparsity=False,
+                                                                        max_latency_us=1e6))
+    assert tight.predicted_latency_us is not None and tight.predicted_latency_us <= 1e6
+    assert tight.best.bytes == free.best.bytes  # a budget that binds nothing changes nothing
+    impossible = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=60, sparsity=False,
+                                                                             max_latency_us=0.001))
+    assert impossible.best is None and any("--max-latency" in n for n in impossible.notes)
