@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-fn", metavar="MODULE:FUNCTION", help="function(outputs, labels) -> float, higher is better")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--dask", metavar="ADDRESS", help="run evaluations on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786) or 'local' for a LocalCluster of --jobs worker processes")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -53,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true")
     p.add_argument("--debug", action="store_true")
     return p
+
+
+def _connect(address: str, jobs: int):
+    """(client, cluster...) for ``--dask``; UsageError if the scheduler cannot be reached."""
+    from distributed import Client, LocalCluster
+
+    if address == "local":
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return (Client(address, timeout="5s"),)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
 
 
 def _restrict(args: argparse.Namespace) -> tuple:
@@ -91,12 +106,16 @@ def run(args: argparse.Namespace) -> int:
     require_float(report.graph)
     data = load(args.data or args.data_fn, report.graph, samples=args.samples, seed=args.seed)
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
+    cluster = _connect(args.dask, args.jobs) if args.dask else None
     try:
         bar = progress_bar("search")(settings.budget, 0)
         result = search(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,
-                        cache=cache, progress=bar)
+                        cache=cache, progress=bar, dask=cluster[0] if cluster else None)
     finally:
         cache.close()
+        if cluster:
+            for part in cluster:
+                part.close()
     text = render(result, args.format, model=args.model)
     if args.output:
         write_atomic(args.output, text)
@@ -105,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config_out:
         chosen = result.best or result.best_effort
         write_atomic(args.config_out, json.dumps(chosen.config.to_dict(), indent=2) + "\n")
+    if result.interrupted:
+        print("analyze search: interrupted; the best so far is above, every evaluation is cached (a rerun "
+              "resumes)", file=sys.stderr)
+        return 130
     if result.best is None:
         print(f"analyze search: no configuration met the floor {result.floor:.4g}; best reached "
               f"{result.best_effort.metric:.4g} ({result.best_effort.bytes} bytes)", file=sys.stderr)

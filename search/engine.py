@@ -95,9 +95,10 @@ class SearchResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     max_latency_us: float | None = None
     predicted_latency_us: float | None = None  # of the chosen (or best-effort) configuration
+    interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "max_latency_us": self.max_latency_us,
+        return {"metric": self.metric, "interrupted": self.interrupted, "max_latency_us": self.max_latency_us,
                 "predicted_latency_us": self.predicted_latency_us, "float_metric": self.float_metric, "float_holdout_metric": self.float_holdout_metric,
                 "floor": self.floor, "holdout_floor": self.holdout_floor, "float_bytes": self.float_bytes,
                 "met": self.best is not None, "best": self.best.to_dict() if self.best else None,
@@ -127,8 +128,8 @@ def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
 
 class _Run:
     def __init__(self, graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings,
-                 metric_fn: str | None, cache: ResultCache | None, progress) -> None:
-        self.settings, self.cache, self.progress = settings, cache, progress
+                 metric_fn: str | None, cache: ResultCache | None, progress, dask=None) -> None:
+        self.settings, self.cache, self.progress, self.dask = settings, cache, progress, dask
         self.search_data, self.holdout_data = split(data, settings.holdout, settings.seed)
         stats = collect(graph, model, self.search_data, seed=settings.seed)
         ranges = converter_ranges(graph, calibrated(stats, "minmax", 99.99))
@@ -167,9 +168,14 @@ class _Run:
                                               if o.choice == choices.get(ls.layer, LayerChoice()))]
                            for ls in self.space.layers)
 
+    def _advance(self, n: int) -> None:
+        self.evaluations += n  # counted as results arrive, so an interrupted batch counts what it did
+        if self.progress:
+            self.progress(n)
+
     def run_tasks(self, ev: Evaluator, tasks: list[Task]) -> dict:
-        results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self.progress)
-        self.evaluations += len(tasks)
+        results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self._advance,
+                                       dask=self.dask)
         self.cached += cached
         return results
 
@@ -192,44 +198,57 @@ class _Run:
 
 
 def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
-           cache: ResultCache | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
+           cache: ResultCache | None = None, progress: Callable[[int], None] | None = None,
+           dask=None) -> SearchResult:
     """Find the smallest configuration meeting the floor (see the module docstring).
 
-    Raises UsageError for bad settings or too little data, UnsupportedModelError for a model
-    that is not float, MetricError for a failing metric function.
+    ``dask`` (a ``distributed.Client``) runs the evaluations on its workers. Raises
+    UsageError for bad settings or too little data, UnsupportedModelError for a model that is
+    not float, MetricError for a failing metric function.
     """
     start = time.perf_counter()
-    r = _Run(graph, model, data, settings, metric_fn, cache, progress)
+    r = _Run(graph, model, data, settings, metric_fn, cache, progress, dask)
     base, base_hold = r.ev.baseline().metric, r.hold.baseline().metric
     floor = settings.floor if settings.floor is not None else settings.floor_relative * base
     hold_floor = settings.floor if settings.floor is not None else settings.floor_relative * base_hold
     float_bytes = r.space.size({})
     notes: list[str] = []
 
-    baselines = {}
-    for name, (choice, _) in PRESETS.items():
-        chosen = uniform(r.space, choice)
-        if chosen:
-            baselines[name] = r.holdout(r.evaluate(chosen, f"preset:{name}"))
-
-    costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
-    best = _bisect(r, costs, floor)
-    if best is not None:
-        best = _fill(r, costs, best, floor)
-    else:
-        notes.append("no candidate met the floor on the search split")
+    baselines: dict[str, Candidate] = {}
+    interrupted = False
+    try:
+        for name, (choice, _) in PRESETS.items():
+            chosen_preset = uniform(r.space, choice)
+            if chosen_preset:
+                baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
+        costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
+        best = _bisect(r, costs, floor)
+        if best is not None:
+            best = _fill(r, costs, best, floor)
+        else:
+            notes.append("no candidate met the floor on the search split")
+    except KeyboardInterrupt:  # stop cleanly: what was evaluated is cached and reported
+        interrupted = True
+        notes.append(f"interrupted after {r.evaluations} evaluations: the best so far, not checked on held-out data")
     feasible = sorted((c for c in r.seen.values() if c.metric >= floor and (
         r.latency is None or r.predicted_latency(dict(c.config.choices)) <= settings.max_latency_us)),
         key=lambda c: c.bytes)
     chosen = None
-    for c in feasible[:8]:  # the smallest that also holds on held-out data
-        checked = r.holdout(c)
-        if checked.holdout_metric >= hold_floor:
-            chosen = checked
-            break
-        notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
-                     f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
-    best_effort = chosen or r.holdout(max(r.seen.values(), key=lambda c: (c.metric, -c.bytes)))
+    if interrupted:
+        chosen = feasible[0] if feasible else None
+    else:
+        for c in feasible[:8]:  # the smallest that also holds on held-out data
+            checked = r.holdout(c)
+            if checked.holdout_metric >= hold_floor:
+                chosen = checked
+                break
+            notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
+                         f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
+    if not r.seen:
+        raise KeyboardInterrupt
+    best_effort = chosen or max(r.seen.values(), key=lambda c: (c.metric, -c.bytes))
+    if not interrupted and best_effort.holdout_metric is None:
+        best_effort = r.holdout(best_effort)
     if r.latency is not None:
         fastest = r.latency[1] + sum(min(v) for v in r.latency[0].values())
         if fastest > settings.max_latency_us:
@@ -240,7 +259,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
                         r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
-                        settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)))
+                        settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)), interrupted)
 
 
 def _bisect(r: _Run, costs, floor: float) -> Candidate | None:

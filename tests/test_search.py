@@ -145,3 +145,23 @@ def test_latency_budget(cnn):
     impossible = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=60, sparsity=False,
                                                                              max_latency_us=0.001))
     assert impossible.best is None and any("--max-latency" in n for n in impossible.notes)
+
+
+def test_ctrl_c_keeps_the_best_so_far(cnn, tmp_path):
+    from analyzer.simulation.cache import ResultCache
+
+    graph, _ = cnn
+    seen = []
+
+    def interrupt_late(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 45:
+            raise KeyboardInterrupt
+
+    cache = ResultCache(str(tmp_path))
+    settings = SearchSettings(floor=30.0, budget=120, sparsity=False)
+    res = search(graph, graph.model_bytes(), _data(), settings, cache=cache, progress=interrupt_late)
+    assert res.interrupted and any("interrupted after" in n for n in res.notes)
+    assert res.best_effort is not None and res.evaluations == 45
+    again = search(graph, graph.model_bytes(), _data(), settings, cache=cache)  # resumes from the cache
+    assert not again.interrupted and again.cached >= 44 and again.best is not None

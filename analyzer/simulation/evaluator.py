@@ -126,11 +126,39 @@ def cache_key(setup: Setup, metric: Metric, task: Task) -> str:
                   setup.range_method, json.dumps(sorted(setup.ranges.items())), task.identity())
 
 
+_DASK_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def _run_on_dask(setup: Setup, setup_key: str, task: Task) -> tuple[tuple, dict]:
+    """A Dask task: one Evaluator per worker process and setup, kept between tasks."""
+    if setup_key not in _DASK_EVALUATORS:
+        _DASK_EVALUATORS.clear()  # one model at a time per worker
+        _DASK_EVALUATORS[setup_key] = Evaluator(replace(setup, threads=1))
+    return task.key, _DASK_EVALUATORS[setup_key].run(task)
+
+
+def _dask(client, evaluator: Evaluator, todo: list[Task], done: Callable[[tuple, dict], None]) -> None:
+    """Run ``todo`` on a Dask cluster. A task whose worker dies is retried elsewhere (the
+    scheduler's own rescheduling, plus ``retries``), so no result is lost."""
+    from distributed import as_completed as dask_completed
+
+    setup_key = digest(evaluator.setup.model, data_digest(dict(evaluator.setup.data.inputs), evaluator.setup.metric_labels))
+    [setup] = client.scatter([evaluator.setup], broadcast=True, hash=False)
+    futures = [client.submit(_run_on_dask, setup, setup_key, task, pure=False, retries=3) for task in todo]
+    try:
+        for fut in dask_completed(futures):
+            done(*fut.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
 def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, cache: ResultCache | None = None,
-                 progress: Callable[[int], None] | None = None) -> tuple[dict[tuple, dict], int]:
+                 progress: Callable[[int], None] | None = None, dask=None) -> tuple[dict[tuple, dict], int]:
     """Every task's result (key -> result dict) and how many came from the cache.
 
-    With ``jobs`` > 1 the uncached tasks run in that many spawned worker processes.
+    With ``dask`` (a ``distributed.Client``) the uncached tasks run on its workers; else with
+    ``jobs`` > 1 in that many spawned worker processes.
     """
     results: dict[tuple, dict] = {}
     todo: list[tuple[Task, str]] = []
@@ -153,6 +181,9 @@ def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, 
         if progress:
             progress(1)
 
+    if dask is not None and todo:
+        _dask(dask, evaluator, [task for task, _ in todo], done)
+        return results, cached
     if jobs <= 1 or len(todo) < 2 * jobs:
         for task, _ in todo:
             done(task.key, evaluator.run(task))
