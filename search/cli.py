@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
     p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
     p.add_argument("--budget", type=_positive_int, default=300, help="evaluations, proxies included (default: 300)")
+    p.add_argument("--strategy", choices=("milp", "evolution", "both"), default="milp",
+                   help="integer program on additive proxies (default), evolution over whole configurations "
+                        "(for models where the proxy misleads), or both, evolution using what the program leaves "
+                        "of the budget")
     p.add_argument("--holdout", type=float, default=0.4, help="fraction of the data held out to check the winner "
                    "(default: 0.4)")
     p.add_argument("--no-sparsity", action="store_true", help="search precisions only")
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --data or --data-fn (one of them)")
     settings = SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
                               budget=args.budget, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
-                              jobs=args.jobs, restrict=_restrict(args),
+                              jobs=args.jobs, restrict=_restrict(args), strategy=args.strategy,
                               max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
                               latency_profile=args.latency_profile)
     check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)

@@ -48,12 +48,19 @@ class SearchSettings:
     restrict: tuple[tuple[str, tuple], ...] = ()  # (("weights", ("int8", "int4")), ...)
     max_latency_us: float | None = None
     latency_profile: str | None = None  # None: the shipped profile
+    strategy: str = "milp"  # milp | evolution | both
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        return ("milp", "evolution") if self.strategy == "both" else (self.strategy,)
 
     def __post_init__(self) -> None:
         if (self.floor is None) == (self.floor_relative is None):
             raise UsageError("give exactly one of --floor and --floor-relative")
         if self.floor_relative is not None and not 0 < self.floor_relative <= 1.5:
             raise UsageError(f"--floor-relative {self.floor_relative}: expected a ratio such as 0.99")
+        if self.strategy not in ("milp", "evolution", "both"):
+            raise UsageError(f"--strategy {self.strategy!r}: expected milp, evolution or both")
         if not 0.1 <= self.holdout <= 0.9:
             raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0.1, 0.9]")
 
@@ -221,11 +228,15 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
             chosen_preset = uniform(r.space, choice)
             if chosen_preset:
                 baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
-        costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
-        best = _bisect(r, costs, floor)
-        if best is not None:
-            best = _fill(r, costs, best, floor)
-        else:
+        best = None
+        if "milp" in settings.strategies:
+            costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
+            best = _bisect(r, costs, floor)
+            if best is not None:
+                best = _fill(r, costs, best, floor)
+        if "evolution" in settings.strategies:
+            best = _evolve(r, floor) or best
+        if best is None:
             notes.append("no candidate met the floor on the search split")
     except KeyboardInterrupt:  # stop cleanly: what was evaluated is cached and reported
         interrupted = True
@@ -319,6 +330,46 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
                 current, best, improved = trial, c, True
                 break
     return best
+
+
+def _feasible(r: _Run, c: Candidate, floor: float) -> bool:
+    return c.metric >= floor and (r.latency is None
+                                  or r.predicted_latency(dict(c.config.choices)) <= r.settings.max_latency_us)
+
+
+def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patience: int = 4) -> Candidate | None:
+    """A (mu + lambda) evolution over whole configurations, for models where the additive
+    proxy misleads: parents are the smallest feasible configurations seen (presets and
+    integer-program candidates included); a child changes one or two layers, biased toward
+    smaller options; it runs until the evaluation budget or ``patience`` generations
+    without a smaller feasible configuration."""
+    import random
+
+    rng = random.Random(r.settings.seed)
+    layers = [ls for ls in r.space.layers if len(ls.options) > 1]
+    if not layers:
+        return None
+    stale = 0
+    while r.budget_left() > 1 and stale < patience:
+        pool = sorted((c for c in r.seen.values() if _feasible(r, c, floor)), key=lambda c: c.bytes)[:population]
+        if not pool:  # start from what is closest to the floor
+            pool = sorted(r.seen.values(), key=lambda c: -c.metric)[:population] or [r.evaluate({}, "float")]
+        best_before = pool[0].bytes if _feasible(r, pool[0], floor) else None
+        for _ in range(min(children, r.budget_left() - 1)):
+            parent = min(rng.sample(pool, min(2, len(pool))), key=lambda c: c.bytes)
+            choices = dict(parent.config.choices)
+            for ls in rng.sample(layers, min(len(layers), rng.choice((1, 1, 2)))):
+                now = choices.get(ls.layer)
+                options = sorted(ls.options, key=lambda o: o.bytes)
+                smaller = [o for o in options if o.choice != now and o.bytes <= (next(
+                    (p.bytes for p in options if p.choice == now), options[-1].bytes))]
+                pick = rng.choice(smaller if smaller and rng.random() < 0.8 else options)
+                choices[ls.layer] = pick.choice
+            r.evaluate(choices, "evolution")
+        pool = sorted((c for c in r.seen.values() if _feasible(r, c, floor)), key=lambda c: c.bytes)
+        stale = 0 if pool and (best_before is None or pool[0].bytes < best_before) else stale + 1
+    pool = sorted((c for c in r.seen.values() if _feasible(r, c, floor)), key=lambda c: c.bytes)
+    return pool[0] if pool else None
 
 
 def _pareto(cands) -> tuple[Candidate, ...]:

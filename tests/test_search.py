@@ -165,3 +165,16 @@ def test_ctrl_c_keeps_the_best_so_far(cnn, tmp_path):
     assert res.best_effort is not None and res.evaluations == 45
     again = search(graph, graph.model_bytes(), _data(), settings, cache=cache)  # resumes from the cache
     assert not again.interrupted and again.cached >= 44 and again.best is not None
+
+
+def test_evolution_and_both(cnn):
+    graph, _ = cnn
+    base = dict(floor=30.0, budget=150, sparsity=False, seed=1)
+    milp_only = search(graph, graph.model_bytes(), _data(), SearchSettings(**base))
+    evolution = search(graph, graph.model_bytes(), _data(), SearchSettings(**base, strategy="evolution"))
+    both = search(graph, graph.model_bytes(), _data(), SearchSettings(**base, strategy="both"))
+    assert evolution.best is not None and evolution.best.metric >= 30.0
+    assert evolution.evaluations <= 150 + 12
+    assert both.best.bytes <= milp_only.best.bytes  # evolution starts from the program's candidates
+    with pytest.raises(UsageError, match="--strategy"):
+        SearchSettings(floor=1.0, strategy="annealing")
