@@ -29,7 +29,8 @@ from analyzer.simulation.evaluator import Task
 from search.engine import SearchSettings, _Run, search
 
 PY = sys.executable
-RESTRICT = (("weights", ("float32", "float16", "int8", "int4")), ("activations", ("float", "int8")), ("sparsity", (0.0,)))
+RESTRICT = (("weights", ("float32", "float16", "int8", "int4")), ("activations", ("float", "int8")), ("sparsity", (0.0,)),
+            ("blocks", (0,)))
 
 
 def _exhaustive(graph, data, settings) -> tuple[int | None, int, float]:
@@ -64,6 +65,41 @@ def _random(graph, data, settings, budget: int, seed: int = 0):
         if run.holdout(c).holdout_metric >= hold_floor:
             return c.bytes
     return None
+
+
+AEQ_RECIPES = ("dynamic_wi8_afp32", "dynamic_wi4c_afp32", "dynamic_wi4b32_afp32", "dynamic_wi2c_afp32")
+
+
+def _aeq_rows(work: Path) -> list[list]:
+    """Each digits model quantized by ai-edge-quantizer's uniform recipes: the written file's
+    size and its held-out accuracy in the interpreter, beside our search's recommendation."""
+    import contextlib
+    import io
+
+    from litert_quantizer import quantizer, recipe
+
+    from analyzer.readers.tflite import read_bytes
+    from analyzer.simulation.runner import Runner
+    from search.engine import split
+
+    rows = []
+    for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_cnn", "digits_test.npz")):
+        model = (work / f"{name}.tflite").read_bytes()
+        graph = read(work / f"{name}.tflite")
+        data = load(str(work / data_file), graph)
+        _, hold = split(data, 0.4, 0)
+        float_acc = float((Runner(graph, hold).outputs(model)[0].argmax(1) == hold.labels).mean())
+        ours = search(graph, model, data, SearchSettings(floor_relative=0.99))
+        for name_r in AEQ_RECIPES:
+            qt = quantizer.Quantizer(model)
+            qt.load_quantization_recipe(getattr(recipe, name_r)())
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints a summary
+                q = bytes(qt.quantize().quantized_model)
+            acc = float((Runner(read_bytes(q), hold).outputs(q)[0].argmax(1) == hold.labels).mean())
+            rows.append([name, name_r, len(q), f"{acc:.3f}", "yes" if acc >= 0.99 * float_acc else "no",
+                         ours.best.bytes if ours.best else "-",
+                         f"{ours.best.holdout_metric:.3f}" if ours.best else "-"])
+    return rows
 
 
 def main() -> None:
@@ -108,6 +144,10 @@ def main() -> None:
         print("2. digits models, floor 0.99 x float accuracy, held out 40 %")
         print(tabulate(rows, headers=["model", "float acc", "float bytes", "best uniform holding", "ours bytes",
                                       "vs uniform", "random search bytes", "evaluations", "ours held-out acc"]))
+
+        print("\n4. ai-edge-quantizer (litert-quantizer 0.11) uniform recipes, real files, held-out accuracy")
+        print(tabulate(_aeq_rows(work), headers=["model", "recipe", "file bytes", "held-out acc", "meets floor",
+                                                 "ours (size model)", "ours held-out acc"]))
 
         rows = []
         inputs = work / "deep_inputs.npz"

@@ -44,7 +44,8 @@ def render(result: SearchResult, fmt: str, *, model: str) -> str:
                           disable_numparse=True))
     chosen = r.best or r.best_effort
     lines += ["", "per layer:"]
-    lines.append(tabulate([[i, c.weights, c.activations, f"{c.sparsity:.0%}" if c.sparsity else "-"]
+    lines.append(tabulate([[i, c.weights + (f" (blocks of {c.block})" if c.block else ""), c.activations,
+                            f"{c.sparsity:.0%}" if c.sparsity else "-"]
                            for i, c in chosen.config.choices.items()],
                           headers=["layer", "weights", "activations", "sparsity"], disable_numparse=True))
     lines += ["", "Pareto front (search split): " + ", ".join(f"{c.bytes:,} B @ {c.metric:.4g}" for c in r.pareto)]

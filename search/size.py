@@ -17,8 +17,9 @@ from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.rewrite import Rewriter
 
-_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4}
-PARAM_BYTES = 4 + 8  # float32 scale + int64 zero point, per channel or block
+_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4, "int2": 2}
+PARAM_BYTES = 4 + 8  # float32 scale + int64 zero point, per channel
+BLOCK_PARAM_BYTES = 2  # a float16 scale per block (ai-edge-quantizer's blockwise layout)
 DEQUANTIZE_OVERHEAD = 96  # an extra op and tensor table in the flatbuffer (measured on converter output)
 
 
@@ -67,9 +68,9 @@ def weight_bytes(w: LayerWeights, choice: LayerChoice) -> int:
         data = math.ceil(n * bits / 8)
         if choice.sparsity and choice.weights in SPARSE_WEIGHTS:
             data = min(data, _sparse_values(n, channels, bits, choice.sparsity))
-        if choice.weights in ("int8", "int4", "int16"):
-            groups = math.ceil(n / choice.block) if choice.block else channels
-            data += groups * PARAM_BYTES + DEQUANTIZE_OVERHEAD
+        if choice.weights in ("int8", "int4", "int2", "int16"):
+            data += (math.ceil(n / choice.block) * BLOCK_PARAM_BYTES if choice.block else channels * PARAM_BYTES)
+            data += DEQUANTIZE_OVERHEAD
         elif choice.weights == "float16":
             data += DEQUANTIZE_OVERHEAD
         total += data

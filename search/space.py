@@ -75,15 +75,17 @@ def _option(ls: LayerSpace, choice: LayerChoice | None) -> Option:
 def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, sparsity: bool = True,
                 restrict: dict[str, tuple] | None = None) -> Space:
     """The space for ``target``, optionally narrowed by ``restrict`` (``{"weights": (...),
-    "activations": (...), "sparsity": (...)}``, intersected with what the target runs)."""
+    "activations": (...), "sparsity": (...), "blocks": (...)}``, intersected with what the
+    target runs)."""
     table = _table()["targets"]
     if target not in table:
         raise UsageError(f"--target {target!r}: the search knows {', '.join(table)}")
     t = dict(table[target])
+    limits = _table().get("op_limits", {})
     for key, allowed in (restrict or {}).items():
         if allowed is None:
             continue
-        kept = [v for v in t[key] if v in allowed]
+        kept = [v for v in t.get(key, [0]) if v in allowed]
         if not kept:
             raise UsageError(f"--{key.replace('sparsity', 'sparsity-levels')} {','.join(map(str, allowed))}: "
                              f"none of it runs on {target} (it runs {', '.join(map(str, t[key]))})")
@@ -98,16 +100,23 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
             continue
         options = []
         for wp in (t["weights"] if w is not None else ["float32"]):
+            if wp in limits and layer.op not in limits[wp]:
+                continue  # a format the runtime reads for some ops only
             for ap in (t["activations"] if acts else ["float"]):
                 if ap != "float" and wp in ("float32", "float16") and w is not None:
                     continue  # integer kernels read integer weights
+                if ap != "float" and wp == "int2":
+                    continue
                 if w is None and ap == "float" and "float" not in t["activations"]:
                     continue
+                blocks = [b for b in t.get("blocks", [0]) if b == 0 or (
+                    wp in limits.get("block_weights", ()) and layer.op in limits.get("blocks", ()) and ap == "float")]
                 levels = t["sparsity"] if (w is not None and sparsity and wp in SPARSE_WEIGHTS) else [0.0]
-                for s in levels:
-                    choice = LayerChoice(wp, ap, 0, s)
-                    size = weight_bytes(w, choice) if w is not None else 0
-                    options.append(Option(choice, size, compressed_bytes(w, choice) if w is not None else 0))
+                for block in blocks:
+                    for s in (levels if block == 0 else [0.0]):
+                        choice = LayerChoice(wp, ap, block, s)
+                        size = weight_bytes(w, choice) if w is not None else 0
+                        options.append(Option(choice, size, compressed_bytes(w, choice) if w is not None else 0))
         if not options:
             continue
         fb = weight_bytes(w, LayerChoice()) if w is not None else 0

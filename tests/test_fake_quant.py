@@ -84,3 +84,10 @@ def test_choice_validation_and_parsing():
     v = variants(("int8",), (0.5,))
     assert v["int8"] == LayerChoice("int8", "int8") and v["sparse50"] == LayerChoice(sparsity=0.5)
     assert LayerChoice.from_dict(v["int8"].to_dict()) == v["int8"]
+
+
+def test_int2_has_three_levels_per_channel():
+    q = quantize_weights(CONV, LayerChoice("int2"), axis=0)
+    for c in range(8):
+        scale = np.abs(CONV[c]).max()
+        assert set(np.unique(np.round(q[c] / scale, 6))) <= {-1.0, 0.0, 1.0}

@@ -55,7 +55,10 @@ def test_size_model():
     assert dense["float32"] > dense["float16"] > dense["int8"] > dense["int4"] > 65536 // 2
     assert weight_bytes(w, LayerChoice("int8", sparsity=0.9)) < dense["int4"]  # CSR beats dense int4 at 90 %
     assert weight_bytes(w, LayerChoice("int8", sparsity=0.25)) == dense["int8"]  # dense when sparse is larger
-    assert weight_bytes(w, LayerChoice("int4", block=32)) > dense["int4"]  # a scale per block
+    # a float16 scale per block of 32 against a float32 scale and int64 zero point per channel
+    assert weight_bytes(w, LayerChoice("int4", block=32)) == 65536 // 2 + 2048 * 2 + 96
+    assert dense["int4"] == 65536 // 2 + 1024 * 12 + 96
+    assert weight_bytes(w, LayerChoice("int2")) == 65536 // 4 + 1024 * 12 + 96
 
 
 def test_space_follows_the_target(cnn):
@@ -76,7 +79,9 @@ def test_space_follows_the_target(cnn):
 
 def test_integer_program_picks_the_cheapest_within_budget(cnn):
     graph, rw = cnn
-    space = build_space(graph, rw, "cpu", sparsity=False, restrict={"activations": ("float",)})
+    space = build_space(graph, rw, "cpu", sparsity=False, restrict={"activations": ("float",),
+                                                                     "weights": ("float32", "float16", "int8", "int4"),
+                                                                     "blocks": (0,)})
     costs = {ls.layer: [{"float32": 0.0, "float16": 0.001, "int8": 0.01, "int4": 0.1}[o.choice.weights]
                         for o in ls.options] for ls in space.layers}
     weighted_layers = {ls.layer for ls in space.layers if len(ls.options) > 1}

@@ -13,9 +13,9 @@ from typing import Any
 
 from analyzer.errors import UsageError
 
-WEIGHT_PRECISIONS = ("float32", "float16", "int16", "int8", "int4")
+WEIGHT_PRECISIONS = ("float32", "float16", "int16", "int8", "int4", "int2")
 ACTIVATION_PRECISIONS = ("float", "int16", "int8")
-WEIGHT_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4}
+WEIGHT_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4, "int2": 2}
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class LayerChoice:
             raise UsageError(f"activations={self.activations!r}: expected one of {', '.join(ACTIVATION_PRECISIONS)}")
         if not 0.0 <= self.sparsity < 1.0:
             raise UsageError(f"sparsity={self.sparsity!r}: expected a fraction in [0, 1)")
-        if self.block < 0 or (self.block and self.weights not in ("int8", "int4")):
-            raise UsageError(f"block={self.block!r}: blockwise scales need int8 or int4 weights")
+        if self.block < 0 or (self.block and self.weights not in ("int8", "int4", "int2")):
+            raise UsageError(f"block={self.block!r}: blockwise scales need int8, int4 or int2 weights")
 
     @property
     def touches_weights(self) -> bool:
@@ -77,6 +77,7 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("w16", LayerChoice("int16"), "int16 weights per channel, float activations"),
     Precision("int4", LayerChoice("int4"), "int4 weights per channel, float activations"),
     Precision("int4b32", LayerChoice("int4", block=32), "int4 weights in blocks of 32, float activations"),
+    Precision("int2", LayerChoice("int2"), "int2 weights per channel (levels -1, 0, 1), float activations"),
     Precision("a8", LayerChoice("float32", "int8"), "float weights, int8 activations"),
 )}
 

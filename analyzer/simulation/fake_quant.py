@@ -12,9 +12,10 @@ import numpy as np
 
 from analyzer.simulation.choices import LayerChoice
 
-# Symmetric integer ranges: int8 weights are restricted to [-127, 127] as in the converter
-# (quantize.cc narrow range); int4 to [-7, 7]; int16 to [-32767, 32767].
-_QMAX = {"int16": 32767, "int8": 127, "int4": 7}
+# Symmetric integer ranges, scale = max|w| / qmax: int8 [-127, 127] as in the converter
+# (quantize.cc narrow range); int4 [-7, 7] and int2 [-1, 1] as ai-edge-quantizer's symmetric
+# weights (qmax = 2^(bits-1) - 1); int16 [-32767, 32767].
+_QMAX = {"int16": 32767, "int8": 127, "int4": 7, "int2": 1}
 
 
 def prune(w: np.ndarray, fraction: float) -> np.ndarray:
