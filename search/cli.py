@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "SQNR in dB without labels)")
     floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
     p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
-    p.add_argument("--budget", type=_positive_int, default=300, help="evaluations, proxies included (default: 300)")
+    p.add_argument("--budget", default="300", help="evaluations, proxies included (default: 300), or minutes of "
+                   "wall-clock time with an m suffix (e.g. 20m)")
     p.add_argument("--strategy", choices=("milp", "evolution", "both"), default="milp",
                    help="integer program on additive proxies (default), evolution over whole configurations "
                         "(for models where the proxy misleads), or both, evolution using what the program leaves "
@@ -59,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true")
     p.add_argument("--debug", action="store_true")
     return p
+
+
+def _budget(text: str) -> tuple[int, float | None]:
+    """``"300"`` -> 300 evaluations; ``"20m"`` -> 20 minutes (evaluations then unbounded)."""
+    try:
+        if text.endswith("m"):
+            minutes = float(text[:-1])
+            if minutes > 0:
+                return 10**9, minutes
+        elif int(text) > 0:
+            return int(text), None
+    except ValueError:
+        pass
+    raise UsageError(f"--budget {text!r}: expected a number of evaluations (300) or minutes (20m)")
 
 
 def _connect(address: str, jobs: int):
@@ -98,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.data_fn):
         raise UsageError("give --data or --data-fn (one of them)")
+    evaluations, minutes = _budget(args.budget)
     settings = SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
-                              budget=args.budget, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
+                              budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
                               jobs=args.jobs, restrict=_restrict(args), strategy=args.strategy,
                               max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
                               latency_profile=args.latency_profile)

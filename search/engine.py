@@ -49,6 +49,7 @@ class SearchSettings:
     max_latency_us: float | None = None
     latency_profile: str | None = None  # None: the shipped profile
     strategy: str = "milp"  # milp | evolution | both
+    minutes: float | None = None  # wall-clock budget, beside the evaluation budget
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -133,6 +134,10 @@ def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     return part(search), part(hold)
 
 
+class _OutOfTime(Exception):
+    """The wall-clock budget ran out: stop searching, report what was found."""
+
+
 class _Run:
     def __init__(self, graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings,
                  metric_fn: str | None, cache: ResultCache | None, progress, dask=None) -> None:
@@ -151,6 +156,7 @@ class _Run:
                                         restrict=dict(settings.restrict))
         self.evaluations = 0
         self.cached = 0
+        self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
         self.latency: tuple[dict[int, list[float]], float] | None = None
         if settings.max_latency_us is not None:
@@ -181,6 +187,8 @@ class _Run:
             self.progress(n)
 
     def run_tasks(self, ev: Evaluator, tasks: list[Task]) -> dict:
+        if self.deadline is not None and time.monotonic() >= self.deadline and self.seen:
+            raise _OutOfTime
         results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self._advance,
                                        dask=self.dask)
         self.cached += cached
@@ -201,6 +209,8 @@ class _Run:
         return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score["metric"])
 
     def budget_left(self) -> int:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return 0
         return self.settings.budget - self.evaluations
 
 
@@ -241,6 +251,8 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     except KeyboardInterrupt:  # stop cleanly: what was evaluated is cached and reported
         interrupted = True
         notes.append(f"interrupted after {r.evaluations} evaluations: the best so far, not checked on held-out data")
+    except _OutOfTime:
+        pass  # the time budget note below says so
     feasible = sorted((c for c in r.seen.values() if c.metric >= floor and (
         r.latency is None or r.predicted_latency(dict(c.config.choices)) <= settings.max_latency_us)),
         key=lambda c: c.bytes)
@@ -248,6 +260,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     if interrupted:
         chosen = feasible[0] if feasible else None
     else:
+        r.deadline = None  # the held-out check of what was found is part of the answer
         for c in feasible[:8]:  # the smallest that also holds on held-out data
             checked = r.holdout(c)
             if checked.holdout_metric >= hold_floor:
@@ -265,7 +278,9 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         if fastest > settings.max_latency_us:
             notes.append(f"--max-latency {settings.max_latency_us:.0f} us is below the fastest configuration "
                          f"predicted ({fastest:.0f} us)")
-    if r.budget_left() <= 0:
+    if settings.minutes and time.perf_counter() - start >= settings.minutes * 60:
+        notes.append(f"the time budget ({settings.minutes:g} min) ran out")
+    elif r.budget_left() <= 0:
         notes.append(f"the evaluation budget ({settings.budget}) ran out")
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,

@@ -183,3 +183,15 @@ def test_evolution_and_both(cnn):
     assert both.best.bytes <= milp_only.best.bytes  # evolution starts from the program's candidates
     with pytest.raises(UsageError, match="--strategy"):
         SearchSettings(floor=1.0, strategy="annealing")
+
+
+def test_time_budget(cnn):
+    graph, _ = cnn
+    res = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=10**9, minutes=1e-6,
+                                                                      sparsity=False))
+    assert any("time budget" in n for n in res.notes) and res.evaluations < 40
+    from search.cli import _budget
+
+    assert _budget("20m") == (10**9, 20.0) and _budget("300") == (300, None)
+    with pytest.raises(UsageError, match="--budget"):
+        _budget("soon")
