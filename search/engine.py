@@ -74,9 +74,11 @@ class Candidate:
     metric: float
     how: str
     holdout_metric: float | None = None
+    latency_us: float | None = None  # predicted, when a latency profile is in use
 
     def to_dict(self) -> dict[str, Any]:
         return {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
+                "latency_us": None if self.latency_us is None else round(self.latency_us, 3),
                 "metric": round(self.metric, 6),
                 "holdout_metric": None if self.holdout_metric is None else round(self.holdout_metric, 6),
                 "config": self.config.to_dict()}
@@ -159,7 +161,7 @@ class _Run:
         self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
         self.latency: tuple[dict[int, list[float]], float] | None = None
-        if settings.max_latency_us is not None:
+        if settings.max_latency_us is not None or settings.latency_profile is not None:
             from analyzer.latency.predictor import LatencyPredictor
             from analyzer.latency.profile import load
             from search.latency_costs import latency_costs
@@ -168,7 +170,7 @@ class _Run:
 
     def solve(self, costs, noise_budget: float):
         """The integer program under the noise budget (and the latency budget, if any)."""
-        if self.latency is None:
+        if self.latency is None or self.settings.max_latency_us is None:
             return milp.solve(self.space, [costs], [noise_budget])
         lat, fixed = self.latency
         return milp.solve(self.space, [costs, lat], [noise_budget, self.settings.max_latency_us - fixed])
@@ -200,13 +202,13 @@ class _Run:
         if key not in self.seen:
             score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)])["cfg", key]
             self.seen[key] = Candidate(config, self.space.size(config.choices), self.space.compressed(config.choices),
-                                       score["metric"], how)
+                                       score["metric"], how, None, self.predicted_latency(dict(config.choices)))
         return self.seen[key]
 
     def holdout(self, c: Candidate) -> Candidate:
         key = c.config.key()
         score = self.run_tasks(self.hold, [Task(("hold", key), c.config.choices)])["hold", key]
-        return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score["metric"])
+        return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score["metric"], c.latency_us)
 
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -253,9 +255,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         notes.append(f"interrupted after {r.evaluations} evaluations: the best so far, not checked on held-out data")
     except _OutOfTime:
         pass  # the time budget note below says so
-    feasible = sorted((c for c in r.seen.values() if c.metric >= floor and (
-        r.latency is None or r.predicted_latency(dict(c.config.choices)) <= settings.max_latency_us)),
-        key=lambda c: c.bytes)
+    feasible = sorted((c for c in r.seen.values() if _feasible(r, c, floor)), key=lambda c: c.bytes)
     chosen = None
     if interrupted:
         chosen = feasible[0] if feasible else None
@@ -273,7 +273,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     best_effort = chosen or max(r.seen.values(), key=lambda c: (c.metric, -c.bytes))
     if not interrupted and best_effort.holdout_metric is None:
         best_effort = r.holdout(best_effort)
-    if r.latency is not None:
+    if settings.max_latency_us is not None:
         fastest = r.latency[1] + sum(min(v) for v in r.latency[0].values())
         if fastest > settings.max_latency_us:
             notes.append(f"--max-latency {settings.max_latency_us:.0f} us is below the fastest configuration "
@@ -338,7 +338,7 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
                     moves.append(((costs[ls.layer][k] - now_cost) / saved, ls.layer, o.choice))
         for _, layer, choice in sorted(moves, key=lambda m: m[0])[:max(1, min(6, r.budget_left() - 1))]:
             trial = {**current, layer: choice}
-            if r.latency is not None and r.predicted_latency(trial) > r.settings.max_latency_us:
+            if r.settings.max_latency_us is not None and r.predicted_latency(trial) > r.settings.max_latency_us:
                 continue
             c = r.evaluate(trial, "greedy")
             if c.metric >= floor and c.bytes < r.space.size(current):
@@ -348,8 +348,7 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
 
 
 def _feasible(r: _Run, c: Candidate, floor: float) -> bool:
-    return c.metric >= floor and (r.latency is None
-                                  or r.predicted_latency(dict(c.config.choices)) <= r.settings.max_latency_us)
+    return c.metric >= floor and (r.settings.max_latency_us is None or c.latency_us <= r.settings.max_latency_us)
 
 
 def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patience: int = 4) -> Candidate | None:
@@ -388,8 +387,15 @@ def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patie
 
 
 def _pareto(cands) -> tuple[Candidate, ...]:
-    front = []
-    for c in sorted(cands, key=lambda c: (c.bytes, -c.metric)):
-        if not front or c.metric > front[-1].metric:
-            front.append(c)
-    return tuple(front)
+    """The non-dominated candidates: smaller, better and (when predicted) faster."""
+    cands = list(cands)
+
+    def dominates(a: Candidate, b: Candidate) -> bool:
+        la = a.latency_us if a.latency_us is not None else 0.0
+        lb = b.latency_us if b.latency_us is not None else 0.0
+        no_worse = a.bytes <= b.bytes and a.metric >= b.metric and la <= lb
+        return no_worse and (a.bytes < b.bytes or a.metric > b.metric or la < lb)
+
+    front = [c for c in cands if not any(dominates(o, c) for o in cands if o is not c)]
+    unique = {c.config.key(): c for c in front}
+    return tuple(sorted(unique.values(), key=lambda c: (c.bytes, -c.metric)))

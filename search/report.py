@@ -48,6 +48,8 @@ def render(result: SearchResult, fmt: str, *, model: str) -> str:
                             f"{c.sparsity:.0%}" if c.sparsity else "-"]
                            for i, c in chosen.config.choices.items()],
                           headers=["layer", "weights", "activations", "sparsity"], disable_numparse=True))
-    lines += ["", "Pareto front (search split): " + ", ".join(f"{c.bytes:,} B @ {c.metric:.4g}" for c in r.pareto)]
+    lines += ["", "Pareto front (search split): " + ", ".join(
+        f"{c.bytes:,} B @ {c.metric:.4g}" + (f" / {c.latency_us / 1000:.3f} ms" if c.latency_us is not None else "")
+        for c in r.pareto)]
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n"

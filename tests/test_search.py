@@ -108,7 +108,7 @@ def test_search_meets_the_floor_on_held_out_data(cnn, tmp_path):
     assert res.best.bytes < res.baselines["float16"].bytes  # smaller than uniform float16, which also holds
     assert res.evaluations <= 120 + 10
     assert [c.bytes for c in res.pareto] == sorted(c.bytes for c in res.pareto)
-    assert all(a.metric < b.metric for a, b in zip(res.pareto, res.pareto[1:]))
+    assert all(a.metric < b.metric for a, b in zip(res.pareto, res.pareto[1:]))  # no latency: a 2-D front
 
 
 def test_unreachable_floor_keeps_the_best_effort(cnn):
@@ -146,6 +146,7 @@ def test_latency_budget(cnn):
     tight = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=120, sparsity=False,
                                                                         max_latency_us=1e6))
     assert tight.predicted_latency_us is not None and tight.predicted_latency_us <= 1e6
+    assert all(c.latency_us is not None for c in tight.pareto)  # the front is 3-D with a profile
     assert tight.best.bytes == free.best.bytes  # a budget that binds nothing changes nothing
     impossible = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=30.0, budget=60, sparsity=False,
                                                                              max_latency_us=0.001))
