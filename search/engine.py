@@ -397,5 +397,5 @@ def _pareto(cands) -> tuple[Candidate, ...]:
         return no_worse and (a.bytes < b.bytes or a.metric > b.metric or la < lb)
 
     front = [c for c in cands if not any(dominates(o, c) for o in cands if o is not c)]
-    unique = {c.config.key(): c for c in front}
+    unique = {(c.bytes, c.metric, c.latency_us): c for c in front}  # ties: one representative
     return tuple(sorted(unique.values(), key=lambda c: (c.bytes, -c.metric)))

@@ -1,8 +1,9 @@
 """The search space: for each layer, the choices its target can run, with their size.
 
 Targets and the precisions they run are data (``search/tables/space.json``). A layer with
-weights is offered every (weights, activations, sparsity) combination the target allows; a
-layer without weights only activation precisions. Float32 is always a choice where the
+weights is offered every (weights, activations, sparsity) combination the target allows and
+ai-edge-quantizer can write for its op (``materializable``); a layer without weights only
+activation precisions. Float32 is always a choice where the
 target runs float, so the float model is in the space.
 """
 
@@ -16,6 +17,7 @@ from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.rewrite import Rewriter
+from search.materializable import writable
 from search.size import SPARSE_WEIGHTS, compressed_bytes, layer_weights, weight_bytes
 
 
@@ -113,6 +115,8 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
                     wp in limits.get("block_weights", ()) and layer.op in limits.get("blocks", ()) and ap == "float")]
                 levels = t["sparsity"] if (w is not None and sparsity and wp in SPARSE_WEIGHTS) else [0.0]
                 for block in blocks:
+                    if writable(layer.op, LayerChoice(wp, ap, block), w is not None) is None:
+                        continue  # ai-edge-quantizer could not write it: never offered
                     for s in (levels if block == 0 else [0.0]):
                         choice = LayerChoice(wp, ap, block, s)
                         size = weight_bytes(w, choice) if w is not None else 0

@@ -1,0 +1,58 @@
+"""Which choices the materializer can write: ai-edge-quantizer's (litert-quantizer) policy.
+
+The search offers a layer a choice only where the target runs it and ai-edge-quantizer can
+write it for that op (its ``default_policy.DEFAULT_JSON_POLICY``: which op takes which
+weight-only / dynamic / static configuration). The policy is read from the installed
+package, so it follows the version in the lock. ``kernel`` says which kernels the written
+model runs: ``float`` (weights dequantized, the simulation's semantics) or ``dynamic``
+(activations quantized on the fly to int8; the simulation keeps them float and is
+therefore optimistic for those choices).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from analyzer.simulation.choices import LayerChoice
+
+_BITS = {"int8": 8, "int4": 4, "int2": 2}
+_AEQ_OP_NAMES = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}  # qtyping.TFLOperationName where it differs
+
+
+@lru_cache(maxsize=1)
+def _policy() -> dict[str, frozenset[str]]:
+    from litert_quantizer import default_policy
+
+    doc = json.loads(default_policy.DEFAULT_JSON_POLICY)
+    return {k: frozenset(v) for k, v in doc["ops_per_config"].items()}
+
+
+def policy_keys(choice: LayerChoice, has_weights: bool) -> list[tuple[str, str]]:
+    """The ai-edge-quantizer configurations that write ``choice``, best first, each with the
+    kernels it runs (``float`` or ``dynamic``); [] for float32 / float16 (always writable)."""
+    if choice.weights in ("float32", "float16") and choice.activations == "float":
+        return []
+    if choice.activations != "float":
+        abits = 8 if choice.activations == "int8" else 16
+        wbits = _BITS.get(choice.weights, 8) if has_weights else 8
+        return [(f"static_wi{wbits}_ai{abits}", "integer")]
+    bits = _BITS[choice.weights]
+    if choice.block:
+        return [(f"dynamic_wi{bits}_afp32_blockwise", "dynamic")]
+    return [(f"weightonly_wi{bits}_afp32", "float"), (f"dynamic_wi{bits}_afp32", "dynamic")]
+
+
+def writable(op: str, choice: LayerChoice, has_weights: bool) -> str | None:
+    """The kernels the written model runs for ``op`` under ``choice`` (``float``, ``dynamic``,
+    ``integer``), or None if ai-edge-quantizer cannot write it. Sparsity is written by
+    this project's own rewrite (CSR), not by ai-edge-quantizer."""
+    keys = policy_keys(LayerChoice(choice.weights, choice.activations, choice.block), has_weights)
+    if not keys:
+        return "float"
+    policy = _policy()
+    op = _AEQ_OP_NAMES.get(op, op)
+    for key, kernel in keys:
+        if op in policy.get(key, ()):
+            return kernel
+    return None
