@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the sample draw and statistics (default: 0)")
     s.add_argument("--precisions", default="int8,int4,float16",
                    help="comma-separated precisions to try per layer (default: int8,int4,float16); known: "
-                        "float16, int8, w8, int16x8, w16, int4, int4b32, a8")
+                        "float16, int8, w8, int16x8, w16, int4, int4b32, int2, a8")
     s.add_argument("--sparsity", default="", help="comma-separated magnitude sparsity levels, e.g. 0.5,0.9")
     s.add_argument("--all-but-one", action="store_true",
                    help="also score the model with every layer compressed except each one in turn")
