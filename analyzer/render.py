@@ -180,11 +180,19 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
             out.append("fix: " + "\n     ".join(t["fixes"]) if not markdown
                        else "\n".join(f"- fix: {f}" for f in t["fixes"]))
     if d.get("sensitivity"):
-        from analyzer.render_sensitivity import render_text
+        from analyzer import render_sensitivity
 
-        out.extend(render_text(d["sensitivity"], markdown, h))
+        out.extend(_section(render_sensitivity.section(d["sensitivity"]), markdown, h))
     if d.get("latency"):
-        from analyzer.render_latency import render_text as render_latency
+        from analyzer import render_latency
 
-        out.extend(render_latency(d["latency"], markdown, h))
+        out.extend(_section(render_latency.section(d["latency"]), markdown, h))
     return "\n".join(out) + "\n"
+
+
+def _section(parts, markdown: bool, h) -> list[str]:
+    """A pass's section: heading, summary lines (a list in markdown), its table, a footer."""
+    title, lines, headers, rows, footer = parts
+    return [h(title), "\n".join(f"- {x}" for x in lines) if markdown else "\n".join(lines), "",
+            tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True),
+            *footer]

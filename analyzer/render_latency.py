@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
-
 TOP = 25  # layers shown in the text report (all are in the JSON)
 
 
@@ -63,14 +61,9 @@ def latency_rows(lat: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def render_text(lat: dict[str, Any], markdown: bool, h) -> list[str]:
-    out = [h("Latency")]
-    lines = summary_lines(lat)
-    out.append("\n".join(f"- {x}" for x in lines) if markdown else "\n".join(lines))
+def section(lat: dict[str, Any]) -> tuple[str, list[str], list[str], list[list[Any]], list[str]]:
+    """(title, summary lines, table headers, rows, footer) of the text report's section."""
     headers, rows = latency_rows(lat)
-    out.append("")
-    out.append(tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True))
     n = max(len((lat.get("measured") or {}).get("ops", [])), len((lat.get("predicted") or {}).get("layers", [])))
-    if n > TOP:
-        out.append(f"... the {TOP} slowest of {n} layers (all in --format json)")
-    return out
+    footer = [f"... the {TOP} slowest of {n} layers (all in --format json)"] if n > TOP else []
+    return "Latency", summary_lines(lat), headers, rows, footer

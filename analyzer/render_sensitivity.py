@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
-
 
 def describe_metric(sens: dict[str, Any]) -> str:
     if sens["metric"] == "sqnr_db":
@@ -62,14 +60,9 @@ def sensitivity_rows(sens: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def render_text(sens: dict[str, Any], markdown: bool, h) -> list[str]:
-    out = [h("Sensitivity (most sensitive first)")]
-    lines = summary_lines(sens)
-    out.append("\n".join(f"- {x}" for x in lines) if markdown else "\n".join(lines))
+def section(sens: dict[str, Any]) -> tuple[str, list[str], list[str], list[list[Any]], list[str]]:
+    """(title, summary lines, table headers, rows, footer) of the text report's section."""
     headers, rows = sensitivity_rows(sens)
-    out.append("")
-    out.append(tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True))
-    out.append("" if markdown else "")
-    out.append("'X alone': the model with only that layer at X; 'own SQNR': the layer's output against the "
-               "float op on the same inputs (its own error, as QuantizationDebugger measures).")
-    return out
+    return ("Sensitivity (most sensitive first)", summary_lines(sens), headers, rows,
+            ["", "'X alone': the model with only that layer at X; 'own SQNR': the layer's output against the "
+                 "float op on the same inputs (its own error, as QuantizationDebugger measures)."])

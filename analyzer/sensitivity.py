@@ -24,7 +24,7 @@ from analyzer.cost import analyze_cost
 from analyzer.errors import UsageError
 from analyzer.graph import Layer, LayerGraph
 from analyzer.simulation.cache import ResultCache
-from analyzer.simulation.choices import PRECISIONS, LayerChoice, variants
+from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice, variants
 from analyzer.simulation.evaluator import Evaluator, Setup, Task, evaluate_all
 from analyzer.simulation.metrics import Score
 from analyzer.simulation.ranges import calibrated, converter_ranges
@@ -201,8 +201,6 @@ def acceptable(score: Score, baseline: Score, settings: SensitivitySettings, has
 
 # Variants from most to least compressed, for the verdict: (weight bits, activation bits).
 def _compression_rank(choice: LayerChoice) -> tuple[int, int]:
-    from analyzer.simulation.choices import WEIGHT_BITS
-
     return WEIGHT_BITS[choice.weights], {"float": 32, "int16": 16, "int8": 8}[choice.activations]
 
 
@@ -229,8 +227,3 @@ def _sensitivity_key(s: LayerSensitivity, first: str | None):
     local = (s.local.get(first) or {}).get("sqnr_db") if first else None
     local = local if local is not None else float("inf")
     return (score.metric if score else float("inf"), local, s.index)
-
-
-def describe_variants(names: Sequence[str]) -> dict[str, str]:
-    return {n: PRECISIONS[n].description if n in PRECISIONS else f"{n[6:]}% of weights zeroed by magnitude"
-            for n in names}

@@ -329,7 +329,7 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
         moves = []
         for ls in r.space.layers:
             now = current.get(ls.layer, LayerChoice())
-            k_now = next(k for k, o in enumerate(ls.options) if o.choice == now) if now in [o.choice for o in ls.options] else None
+            k_now = {o.choice: k for k, o in enumerate(ls.options)}.get(now)
             now_bytes = ls.options[k_now].bytes if k_now is not None else ls.float_bytes
             now_cost = costs[ls.layer][k_now] if k_now is not None else 0.0
             for k, o in enumerate(ls.options):

@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import os
 
-import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
+from analyzer.simulation.rewrite import pack, unpack
+
 ALIGN = 16
-
-
-def unpack(data: bytes) -> fb.ModelT:
-    return fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
-
-
-def pack(model: fb.ModelT) -> bytes:
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def _pad(n: int) -> int:

@@ -92,13 +92,7 @@ def read(path: str | os.PathLike[str]) -> LayerGraph:
     except OSError as exc:
         raise InputPathError(f"{path}: cannot read ({exc.strerror})") from None
     # On failure the map is left to the garbage collector: views into it may still exist.
-    try:
-        return _Reader(path, data).read()
-    except ModelFormatError:
-        raise
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError, TypeError,
-            OverflowError, RecursionError, AssertionError) as exc:
-        raise ModelFormatError(f"{path}: corrupt or truncated TFLite flatbuffer ({exc})") from None
+    return read_bytes(data, path)
 
 
 def read_bytes(data: bytes, path: str = "<bytes>") -> LayerGraph:
