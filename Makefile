@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD := build
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean mct-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sensitivity.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_search.py
+
+# Model Compression Toolkit for bench_search.py's peer column: its own venv (MCT 2.6 runs on
+# PyTorch here; its Keras path needs TensorFlow <= 2.15). Large: PyTorch and its wheels.
+mct-venv:
+	test -x benchmarks/.mct-venv/bin/python || $(PYTHON) -m venv benchmarks/.mct-venv
+	benchmarks/.mct-venv/bin/pip install --quiet model-compression-toolkit==2.6.1 torch torchvision
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -4,7 +4,7 @@ Models are trained on scikit-learn's digits in a child process (benchmarks/searc
 1. Exhaustive: the digits MLP's whole space (weights float32/float16/int8/int4, activations
    float/int8, no sparsity: 2,592 configurations) evaluated on the search split; the true
    smallest size meeting the floor against ours, and the evaluations each needed.
-2. Digits MLP / CNN / small-channel depthwise CNN at floor 0.99 x float accuracy: ours
+2. Digits MLPs (narrow, wide, wider) / CNN / small-channel depthwise CNN at floor 0.99 x float accuracy: ours
    against every uniform preset and against random search with the same number of
    evaluations, the floor checked on held-out data.
 3. Scaling: deep random CNNs of about 10, 50 and 150 layers (fidelity floor 30 dB SQNR).
@@ -13,6 +13,7 @@ Models are trained on scikit-learn's digits in a child process (benchmarks/searc
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def _aeq_rows(work: Path) -> list[list]:
     from search.engine import split
 
     rows = []
-    for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_cnn", "digits_test.npz")):
+    for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_mlp_wide", "digits_test_flat.npz"),
+                            ("digits_cnn", "digits_test.npz")):
         model = (work / f"{name}.tflite").read_bytes()
         graph = read(work / f"{name}.tflite")
         data = load(str(work / data_file), graph)
@@ -99,6 +101,55 @@ def _aeq_rows(work: Path) -> list[list]:
             rows.append([name, name_r, len(q), f"{acc:.3f}", "yes" if acc >= 0.99 * float_acc else "no",
                          ours.best.bytes if ours.best else "-",
                          f"{ours.best.holdout_metric:.3f}" if ours.best else "-"])
+    return rows
+
+
+MCT_PYTHON = ROOT / "benchmarks" / ".mct-venv" / "bin" / "python"
+
+
+def _mct_rows(work: Path) -> list[list]:
+    """Model Compression Toolkit's mixed precision (PyTorch, its own venv) on the digits MLPs:
+    the smallest weights-memory budget whose model holds the floor (MCT's own fake-quant model,
+    search and held-out split), and the same bit widths written as a .tflite by ai-edge-quantizer."""
+    import json
+
+    import numpy as np
+
+    from analyzer.readers.tflite import read_bytes
+    from analyzer.simulation.choices import LayerChoice
+    from analyzer.simulation.runner import Runner
+    from recommender.materialize import materialize
+    from search.engine import split
+
+    python = os.environ.get("MCT_PYTHON", str(MCT_PYTHON))
+    rows = []
+    for name in ("digits_mlp", "digits_mlp_wide"):
+        graph = read(work / f"{name}.tflite")
+        data = load(str(work / "digits_test_flat.npz"), graph)
+        search_split, hold = split(data, 0.4, 0)
+        weights = work / f"{name}_weights.npz"
+        w = np.load(weights)
+        elements = sum(w[f"arr_{i}"].size for i in range(0, len(w.files), 2))
+        budgets = [elements * bits / 8 for bits in (8, 6, 5, 4, 3, 2.5, 2.2)]
+        out = subprocess.run([python, str(ROOT / "benchmarks" / "mct_peer.py"), str(weights),
+                              str(work / "digits_test_flat.npz"), "0.4", *map(str, budgets)],
+                             capture_output=True, text=True, check=True, cwd=work)
+        lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        base = lines[0]
+        ok = [r for r in lines[1:] if r["search"] >= 0.99 * base["float_search"]
+              and r["holdout"] >= 0.99 * base["float_holdout"]]
+        ours = search(graph, graph.model_bytes(), data, SearchSettings(floor_relative=0.99))
+        if not ok:
+            rows.append([name, "none holds", "-", "-", "-", "-", ours.best.bytes if ours.best else "-"])
+            continue
+        best = min(ok, key=lambda r: r["budget"])
+        fcs = [i for i, layer in enumerate(graph.main.layers) if layer.op == "FULLY_CONNECTED"]
+        written = materialize(graph, graph.model_bytes(), {i: LayerChoice(f"int{b}") for i, b in zip(fcs, best["bits"])},
+                              search_split).model
+        acc = float((Runner(read_bytes(written), hold).outputs(written)[0].argmax(1) == hold.labels).mean())
+        rows.append([name, "/".join(map(str, best["bits"])), f"{best['holdout']:.3f}", int(best["budget"]),
+                     len(written), f"{acc:.3f}", ours.best.bytes if ours.best else "-",
+                     f"{ours.best.holdout_metric:.3f}" if ours.best else "-"])
     return rows
 
 
@@ -126,7 +177,8 @@ def main() -> None:
         print()
 
         rows = []
-        for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_cnn", "digits_test.npz"),
+        for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_mlp_wide", "digits_test_flat.npz"),
+                                ("digits_mlp_wider", "digits_test_flat.npz"), ("digits_cnn", "digits_test.npz"),
                                 ("digits_dw_cnn", "digits_test.npz")):
             graph = read(work / f"{name}.tflite")
             data = load(str(work / data_file), graph)
@@ -149,12 +201,21 @@ def main() -> None:
         print(tabulate(_aeq_rows(work), headers=["model", "recipe", "file bytes", "held-out acc", "meets floor",
                                                  "ours (size model)", "ours held-out acc"]))
 
+        if Path(os.environ.get("MCT_PYTHON", str(MCT_PYTHON))).exists():
+            print("\n5. Model Compression Toolkit 2.6 mixed precision (PyTorch; weights 8/4/2 bits per channel, int8 "
+                  "activations), smallest budget holding the floor")
+            print(tabulate(_mct_rows(work), headers=["model", "MCT bits per layer", "MCT held-out acc",
+                                                     "MCT weights memory", "same bits written (AEQ) bytes",
+                                                     "its held-out acc", "ours bytes", "ours held-out acc"]))
+        else:
+            print("\n5. Model Compression Toolkit: not installed (make mct-venv), skipped")
+
         rows = []
         inputs = work / "deep_inputs.npz"
-        for depth in (5, 25, 75):
+        for depth in (8, 48, 148):
             graph = read(work / f"deep_cnn_{depth}.tflite")
             data = load(str(inputs), graph)
-            res = search(graph, graph.model_bytes(), data, SearchSettings(floor=30.0, sparsity=False, budget=1000))
+            res = search(graph, graph.model_bytes(), data, SearchSettings(floor=30.0, sparsity=False, budget=2000))
             rows.append([len(graph.main.layers), res.evaluations, f"{res.seconds:.1f}",
                          f"{res.best.bytes / res.float_bytes:.1%}" if res.best else "-"])
         print("\n3. scaling (deep random CNNs, floor 30 dB output SQNR)")

@@ -2,7 +2,8 @@
 
 ``python benchmarks/search_models.py OUT_DIR`` writes float ``.tflite`` models and
 ``digits_test.npz`` / ``digits_test_flat.npz`` (the held-out 30 %, with labels):
-``digits_mlp`` (4 dense layers, the exhaustive benchmark), ``digits_cnn`` (conv, depthwise,
+``digits_mlp`` (4 dense layers, the exhaustive benchmark), ``digits_mlp_wide`` /
+``digits_mlp_wider`` (over-parameterised 3- and 4-layer MLPs), ``digits_cnn`` (conv, depthwise,
 pointwise, dense), ``digits_dw_cnn`` (small-channel depthwise CNN, where uniform int4
 collapses), and deep random MLPs / CNNs for the scaling runs.
 """
@@ -55,6 +56,16 @@ def main(out: str) -> None:
     h = keras.layers.Dense(32, activation="relu")(h)
     mlp = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
     _save(_train(mlp, x_train.reshape(len(x_train), -1), y_train, 40), os.path.join(out, "digits_mlp.tflite"))
+    np.savez(os.path.join(out, "digits_mlp_weights.npz"), *mlp.get_weights())  # for the MCT peer (PyTorch)
+
+    for name, widths in (("digits_mlp_wide", (256, 256)), ("digits_mlp_wider", (512, 256, 128))):
+        keras.utils.set_random_seed(0)  # over-parameterised MLPs, as real models are
+        inp = h = keras.Input((64,))
+        for w in widths:
+            h = keras.layers.Dense(w, activation="relu")(h)
+        wide = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+        _save(_train(wide, x_train.reshape(len(x_train), -1), y_train, 40), os.path.join(out, f"{name}.tflite"))
+        np.savez(os.path.join(out, f"{name}_weights.npz"), *wide.get_weights())  # for the MCT peer (PyTorch)
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))
@@ -81,7 +92,7 @@ def main(out: str) -> None:
     dw = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
     _save(_train(dw, x_train[..., None], y_train, 100), os.path.join(out, "digits_dw_cnn.tflite"))
 
-    for depth in (5, 25, 75):  # about 10, 50 and 150 layers (dense + its activation, or conv blocks)
+    for depth in (8, 48, 148):  # 10, 50 and 150 layers (the convolutions, pooling and the dense head)
         keras.utils.set_random_seed(depth)
         inp = keras.Input((16, 16, 8))
         h = inp

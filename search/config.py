@@ -24,6 +24,8 @@ PRESETS: dict[str, tuple[LayerChoice, str]] = {
     "dynamic_range_int8": (LayerChoice("int8"), "int8 weights, float activations"),
     "full_int8": (LayerChoice("int8", "int8"), "int8 weights and activations"),
     "int4_weights": (LayerChoice("int4"), "int4 weights per channel, float activations"),
+    "int4_block32_weights": (LayerChoice("int4", block=32), "int4 weights in blocks of 32 where the op takes them "
+                             "(fully connected), float activations"),
 }
 
 

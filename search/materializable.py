@@ -28,6 +28,16 @@ def _policy() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in doc["ops_per_config"].items()}
 
 
+def aeq_op_name(op: str) -> str:
+    """The op's name in ai-edge-quantizer's recipes and policy."""
+    return _AEQ_OP_NAMES.get(op, op)
+
+
+def policy_ops(key: str) -> frozenset[str]:
+    """The ops ai-edge-quantizer's policy lets configuration ``key`` write."""
+    return _policy().get(key, frozenset())
+
+
 def policy_keys(choice: LayerChoice, has_weights: bool) -> list[tuple[str, str]]:
     """The ai-edge-quantizer configurations that write ``choice``, best first, each with the
     kernels it runs (``float`` or ``dynamic``); [] for float32 / float16 (always writable)."""
@@ -50,9 +60,8 @@ def writable(op: str, choice: LayerChoice, has_weights: bool) -> str | None:
     keys = policy_keys(LayerChoice(choice.weights, choice.activations, choice.block), has_weights)
     if not keys:
         return "float"
-    policy = _policy()
-    op = _AEQ_OP_NAMES.get(op, op)
+    op = aeq_op_name(op)
     for key, kernel in keys:
-        if op in policy.get(key, ()):
+        if op in policy_ops(key):
             return kernel
     return None

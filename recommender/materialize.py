@@ -1,0 +1,129 @@
+"""Write a per-layer configuration as a deployable ``.tflite`` (stock LiteRT interpreter).
+
+Precision is written by Google's ai-edge-quantizer (``litert-quantizer``): each compressed
+layer becomes one recipe entry matched by the exact names of its output tensors, with the
+configuration its policy allows for the op, preferring the kernels the simulation assumed:
+
+- float16 weights: float casting (float16 buffer + DEQUANTIZE, float kernel);
+- int8 / int4 / int2 weights per channel: weight-only (packed buffer + DEQUANTIZE, float
+  kernel) where the policy takes the op, else dynamic range (int8 activations on the fly);
+- blockwise int8 / int4 / int2 weights: dynamic range, blocks of ``block`` values;
+- int8 / int16 activations: static quantization, ranges calibrated on the given data.
+
+Sparsity is this project's part: the layer's float weights are magnitude-pruned (the same
+rule as the simulation) before ai-edge-quantizer sees them, so the zeros survive its
+rounding, and the pruned tensors are then stored in TFLite's sparse format with a DENSIFY op
+(``sparse_format``) where that is smaller. ``writers`` says, per layer, what wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from analyzer.calibration import Dataset
+from analyzer.errors import UnsupportedModelError
+from analyzer.graph import LayerGraph
+from analyzer.simulation.choices import LayerChoice
+from recommender.sparse_format import sparsify
+from search.materializable import aeq_op_name, policy_keys, policy_ops
+
+_ALGORITHM = "min_max_uniform_quantize"
+
+
+@dataclass(frozen=True)
+class Materialized:
+    model: bytes
+    writers: Mapping[int, str]  # layer -> the ai-edge-quantizer configuration (or "pruned + ...")
+
+
+def _scope(graph: LayerGraph, layer_index: int) -> str:
+    """ai-edge-quantizer's name for an op: its output tensor names, each followed by ';'."""
+    layer = graph.main.layers[layer_index]
+    return "".join(graph.main.tensors[t].name + ";" for t in layer.outputs if t >= 0 and graph.main.tensors[t].name)
+
+
+def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice) -> tuple[dict, str]:
+    layer = graph.main.layers[layer_index]
+    op = aeq_op_name(layer.op)
+    regex = "^" + re.escape(_scope(graph, layer_index)) + "$"
+    base = {"regex": regex, "operation": op, "algorithm_key": _ALGORITHM}
+    if choice.weights == "float16" and choice.activations == "float":
+        return ({**base, "algorithm_key": "float_casting",
+                 "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                               "compute_precision": "FLOAT", "explicit_dequantize": True}}, "float_casting_wf16")
+    has_weights = any(t >= 0 and graph.main.tensors[t].is_constant for t in layer.inputs)
+    for key, _kernel in policy_keys(choice, has_weights):
+        if op not in policy_ops(key):
+            continue
+        bits = {"int8": 8, "int4": 4, "int2": 2}.get(choice.weights, 8)
+        granularity = f"BLOCKWISE_{choice.block}" if choice.block else "CHANNELWISE"
+        weight = {"num_bits": bits, "symmetric": True, "granularity": granularity, "dtype": "INT"}
+        if key.startswith("static"):
+            abits = 8 if choice.activations == "int8" else 16
+            config = {"activation_tensor_config": {"num_bits": abits, "symmetric": abits == 16,
+                                                   "granularity": "TENSORWISE", "dtype": "INT"},
+                      "weight_tensor_config": weight, "compute_precision": "INTEGER", "explicit_dequantize": False}
+        elif key.startswith("weightonly"):
+            config = {"weight_tensor_config": weight, "compute_precision": "FLOAT", "explicit_dequantize": True}
+        else:
+            config = {"weight_tensor_config": weight, "compute_precision": "INTEGER", "explicit_dequantize": False}
+        return {**base, "op_config": config}, key
+    raise UnsupportedModelError(f"layer {layer_index} ({layer.op}): ai-edge-quantizer cannot write {choice.to_dict()}")
+
+
+def _calibration(graph: LayerGraph, data: Dataset) -> dict[str, list[dict]]:
+    key = graph.signatures[0].key if graph.signatures else "serving_default"
+    names = list(data.inputs)
+    n = len(data)
+    return {key: [{name: data.inputs[name][i:i + 1] for name in names} for i in range(n)]}
+
+
+def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoice],
+                calibration: Dataset | None = None) -> Materialized:
+    """The ``.tflite`` bytes of ``choices`` applied to the float ``model`` (``graph``)."""
+    from analyzer.simulation.rewrite import Rewriter
+
+    sparse = {i: LayerChoice("float32", sparsity=c.sparsity) for i, c in choices.items() if c.sparsity}
+    sparse_names = []
+    if sparse:
+        rewriter = Rewriter(model, graph, {})
+        model = rewriter.build(sparse).model
+        sparse_names = [graph.main.tensors[t].name for i in sparse for t, _ in rewriter.weights_of(graph.main.layers[i])]
+    recipe, writers = [], {}
+    for i, choice in sorted(choices.items()):
+        dense = LayerChoice(choice.weights, choice.activations, choice.block)
+        if dense.is_float:
+            writers[i] = "pruned" if choice.sparsity else "float"
+            continue
+        entry, key = _entry(graph, i, dense)
+        recipe.append(entry)
+        writers[i] = ("pruned + " if choice.sparsity else "") + key
+    if recipe:
+        model = _quantize(graph, model, recipe, calibration if any(c.activations != "float" for c in choices.values())
+                          else None)
+    if sparse_names:
+        model, _ = sparsify(model, sparse_names)
+    return Materialized(model, writers)
+
+
+def _quantize(graph: LayerGraph, model: bytes, recipe: list[dict], calibration: Dataset | None) -> bytes:
+    from litert_quantizer import quantizer
+
+    from analyzer.simulation.runner import quiet_native_stderr
+
+    qt = quantizer.Quantizer(model)
+    qt.load_quantization_recipe(recipe)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings(), quiet_native_stderr():  # its summary table, progress bar and warnings
+        warnings.simplefilter("ignore")
+        result = None
+        if qt.need_calibration:
+            if calibration is None:
+                raise UnsupportedModelError("int8 / int16 activations need calibration data")
+            result = qt.calibrate(_calibration(graph, calibration))
+        return bytes(qt.quantize(result).quantized_model)
