@@ -27,7 +27,8 @@ from tabulate import tabulate
 from analyzer.calibration import load
 from analyzer.readers import read
 from analyzer.simulation.evaluator import Task
-from search.engine import SearchSettings, _Run, search
+from recommender.materialize import materialize
+from search.engine import SearchSettings, _Run, search, split
 
 PY = sys.executable
 RESTRICT = (("weights", ("float32", "float16", "int8", "int4")), ("activations", ("float", "int8")), ("sparsity", (0.0,)),
@@ -81,7 +82,6 @@ def _aeq_rows(work: Path) -> list[list]:
 
     from analyzer.readers.tflite import read_bytes
     from analyzer.simulation.runner import Runner
-    from search.engine import split
 
     rows = []
     for name, data_file in (("digits_mlp", "digits_test_flat.npz"), ("digits_mlp_wide", "digits_test_flat.npz"),
@@ -118,9 +118,6 @@ def _mct_rows(work: Path) -> list[list]:
     from analyzer.readers.tflite import read_bytes
     from analyzer.simulation.choices import LayerChoice
     from analyzer.simulation.runner import Runner
-    from recommender.materialize import materialize
-    from search.engine import split
-
     python = os.environ.get("MCT_PYTHON", str(MCT_PYTHON))
     rows = []
     for name in ("digits_mlp", "digits_mlp_wide"):
@@ -189,13 +186,15 @@ def main() -> None:
             best_uniform = min(holding.items(), key=lambda kv: kv[1]) if holding else (None, None)
             rnd = _random(graph, data, full, res.evaluations)
             ours_b = res.best.bytes if res.best else None
+            written = (len(materialize(graph, graph.model_bytes(), res.best.config.choices, split(data, 0.4, 0)[0]).model)
+                       if res.best else None)
             rows.append([name, f"{res.float_metric:.3f}", res.float_bytes,
                          f"{best_uniform[0]} {best_uniform[1]}" if best_uniform[0] else "none",
                          ours_b, f"{ours_b / best_uniform[1] - 1:+.1%}" if ours_b and best_uniform[1] else "-",
-                         rnd, res.evaluations, f"{res.best.holdout_metric:.3f}" if res.best else "-"])
+                         written, rnd, res.evaluations, f"{res.best.holdout_metric:.3f}" if res.best else "-"])
         print("2. digits models, floor 0.99 x float accuracy, held out 40 %")
         print(tabulate(rows, headers=["model", "float acc", "float bytes", "best uniform holding", "ours bytes",
-                                      "vs uniform", "random search bytes", "evaluations", "ours held-out acc"]))
+                                      "vs uniform", "ours written file", "random search bytes", "evaluations", "ours held-out acc"]))
 
         print("\n4. ai-edge-quantizer (litert-quantizer 0.11) uniform recipes, real files, held-out accuracy")
         print(tabulate(_aeq_rows(work), headers=["model", "recipe", "file bytes", "held-out acc", "meets floor",

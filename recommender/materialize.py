@@ -29,7 +29,7 @@ from analyzer.calibration import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import LayerChoice
-from recommender.sparse_format import sparsify
+from analyzer.simulation.sparse_format import sparsify, storable
 from search.materializable import aeq_op_name, policy_keys, policy_ops
 
 _ALGORITHM = "min_max_uniform_quantize"
@@ -93,7 +93,8 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
     if sparse:
         rewriter = Rewriter(model, graph, {})
         model = rewriter.build(sparse).model
-        sparse_names = [graph.main.tensors[t].name for i in sparse for t, _ in rewriter.weights_of(graph.main.layers[i])]
+        sparse_names = [graph.main.tensors[t].name for i in sparse if storable(choices[i])
+                        for t, _ in rewriter.weights_of(graph.main.layers[i])]
     recipe, writers = [], {}
     for i, choice in sorted(choices.items()):
         dense = LayerChoice(choice.weights, choice.activations, choice.block)

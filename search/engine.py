@@ -106,6 +106,8 @@ class SearchResult:
     max_latency_us: float | None = None
     predicted_latency_us: float | None = None  # of the chosen (or best-effort) configuration
     interrupted: bool = False
+    # layer -> one-layer proxy (that part alone on that layer): output SQNR in dB per part label
+    layer_sqnr_db: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "interrupted": self.interrupted, "max_latency_us": self.max_latency_us,
@@ -117,7 +119,8 @@ class SearchResult:
                 "pareto": [c.to_dict() for c in self.pareto], "evaluations": self.evaluations, "cached": self.cached,
                 "seconds": round(self.seconds, 2), "space_combinations": self.space_combinations,
                 "search_samples": self.search_samples, "holdout_samples": self.holdout_samples,
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                "layer_sqnr_db": {str(k): v for k, v in sorted(self.layer_sqnr_db.items())}}
 
 
 def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -234,6 +237,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     notes: list[str] = []
 
     baselines: dict[str, Candidate] = {}
+    layer_sqnr: dict[int, dict[str, float]] = {}
     interrupted = False
     try:
         for name, (choice, _) in PRESETS.items():
@@ -242,7 +246,9 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                 baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
         best = None
         if "milp" in settings.strategies:
-            costs = proxy.costs(r.space, r.run_tasks(r.ev, proxy.tasks(r.space)))
+            part_results = r.run_tasks(r.ev, proxy.tasks(r.space))
+            layer_sqnr = proxy.sqnr_by_layer(part_results)
+            costs = proxy.costs(r.space, part_results)
             best = _bisect(r, costs, floor)
             if best is not None:
                 best = _fill(r, costs, best, floor)
@@ -285,7 +291,8 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
                         r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
-                        settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)), interrupted)
+                        settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)), interrupted,
+                        layer_sqnr)
 
 
 def _bisect(r: _Run, costs, floor: float) -> Candidate | None:

@@ -35,6 +35,25 @@ def tasks(space: Space) -> list[Task]:
     return list(seen.values())
 
 
+def part_label(p: LayerChoice) -> str:
+    """``int4``, ``int4/b32``, ``act int8``, ``sparsity 50%``: one part of an option."""
+    if p.weights != "float32":
+        return p.weights + (f"/b{p.block}" if p.block else "")
+    if p.activations != "float":
+        return "act " + p.activations
+    return f"sparsity {p.sparsity:.0%}"
+
+
+def sqnr_by_layer(results: dict) -> dict[int, dict[str, float]]:
+    """layer -> part label -> output SQNR (dB) with that part alone on that layer."""
+    out: dict[int, dict[str, float]] = {}
+    for key, score in results.items():
+        if key[0] == "part":
+            _, layer, w, a, block, sparsity = key
+            out.setdefault(layer, {})[part_label(LayerChoice(w, a, block, sparsity))] = round(score["sqnr_db"], 3)
+    return out
+
+
 def noise(score: dict) -> float:
     return 10 ** (-score["sqnr_db"] / 10)
 

@@ -4,8 +4,10 @@ The flatbuffer keeps everything else as it is (graph, non-compressed constants, 
 A quantized weight tensor stores its values (int4 packed two per byte) and its
 quantization parameters (a float32 scale and an int64 zero point per channel or block); a
 float16 one adds the DEQUANTIZE op and float32 tensor the converter writes to use it.
-Sparsity does not shrink a dense flatbuffer; ``compressed_bytes`` estimates what it saves
-in a compressed download (the zeroed fraction of the weight bytes plus a one-bit mask).
+Pruned weights are stored in TFLite's sparse format (``sparse_format``: CSR on the last
+dimension, read back by DENSIFY) where the materializer writes it and it is smaller;
+otherwise sparsity does not shrink the flatbuffer and ``compressed_bytes`` estimates what it
+saves in a compressed download (the zeroed fraction of the weight bytes plus a one-bit mask).
 """
 
 from __future__ import annotations
@@ -14,23 +16,28 @@ import math
 from dataclasses import dataclass
 
 from analyzer.graph import LayerGraph
+from analyzer.op_roles import QUANTIZED_WEIGHTS, WEIGHT_INPUTS
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.rewrite import Rewriter
+from analyzer.simulation.sparse_format import sparse_bytes, storable
 
 _BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4, "int2": 2}
 PARAM_BYTES = 4 + 8  # float32 scale + int64 zero point, per channel
 BLOCK_PARAM_BYTES = 2  # a float16 scale per block (ai-edge-quantizer's blockwise layout)
-DEQUANTIZE_OVERHEAD = 96  # an extra op and tensor table in the flatbuffer (measured on converter output)
+# A DEQUANTIZE op and its float output tensor (named after the weights + "_dequant"): about
+# 100 bytes plus the name (fitted on ai-edge-quantizer's output, within ~120 bytes per model).
+DEQUANTIZE_OVERHEAD = 100
 
 
 @dataclass(frozen=True)
 class LayerWeights:
     layer: int
-    tensors: tuple[tuple[int, int, int], ...]  # (elements, channels, channel axis length product)
+    tensors: tuple[tuple[int, int, tuple[int, ...], int], ...]  # (elements, channels, shape, name length)
+    bias: int = 0  # elements of the float bias (quantized with the activations: int32 / int64 + per-channel scales)
 
     @property
     def elements(self) -> int:
-        return sum(n for n, _, _ in self.tensors)
+        return sum(t[0] for t in self.tensors)
 
 
 def layer_weights(graph: LayerGraph, rewriter: Rewriter) -> dict[int, LayerWeights]:
@@ -40,40 +47,33 @@ def layer_weights(graph: LayerGraph, rewriter: Rewriter) -> dict[int, LayerWeigh
         for t, axis in rewriter.weights_of(layer):
             tensor = graph.main.tensors[t]
             channels = tensor.shape[axis] if tensor.shape else 1
-            tensors.append((tensor.elements, channels, 0))
+            tensors.append((tensor.elements, channels, tuple(tensor.shape), len(tensor.name.encode())))
         if tensors:
-            out[layer.index] = LayerWeights(layer.index, tuple(tensors))
+            rounded = QUANTIZED_WEIGHTS.get(layer.op, {})
+            bias = sum(graph.main.tensors[layer.inputs[p]].elements for p in WEIGHT_INPUTS.get(layer.op, ())
+                       if p not in rounded and p < len(layer.inputs) and layer.inputs[p] >= 0
+                       and graph.main.tensors[layer.inputs[p]].is_constant
+                       and graph.main.tensors[layer.inputs[p]].dtype == "float32")
+            out[layer.index] = LayerWeights(layer.index, tuple(tensors), bias)
     return out
-
-
-SPARSE_WEIGHTS = ("float32", "int8")  # the sparse formats the runtime reads
-SPARSITY_OVERHEAD = 64  # the SparsityParameters table and its DimensionMetadata
-
-
-def _index_bytes(limit: int) -> int:
-    return 1 if limit < 2**8 else (2 if limit < 2**16 else 4)
-
-
-def _sparse_values(n: int, channels: int, bits: int, sparsity: float) -> int:
-    nnz = math.ceil(n * (1 - sparsity))
-    rest = max(1, n // max(1, channels))
-    return (nnz * bits // 8 + nnz * _index_bytes(rest) + (channels + 1) * _index_bytes(nnz + 1)
-            + SPARSITY_OVERHEAD)
 
 
 def weight_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     total = 0
-    for n, channels, _ in w.tensors:
+    for n, channels, shape, name_bytes in w.tensors:
         bits = _BITS[choice.weights]
         data = math.ceil(n * bits / 8)
-        if choice.sparsity and choice.weights in SPARSE_WEIGHTS:
-            data = min(data, _sparse_values(n, channels, bits, choice.sparsity))
+        if choice.sparsity and storable(choice):
+            nnz = n - int(round(n * choice.sparsity))  # as fake_quant.prune
+            data = min(data, sparse_bytes(shape, nnz, bits // 8, channels if choice.weights == "int8" else 0))
         if choice.weights in ("int8", "int4", "int2", "int16"):
             data += (math.ceil(n / choice.block) * BLOCK_PARAM_BYTES if choice.block else channels * PARAM_BYTES)
-            data += DEQUANTIZE_OVERHEAD
+            data += DEQUANTIZE_OVERHEAD + name_bytes
         elif choice.weights == "float16":
-            data += DEQUANTIZE_OVERHEAD
+            data += DEQUANTIZE_OVERHEAD + name_bytes
         total += data
+    if w.bias and choice.activations in ("int8", "int16"):  # int32 (int64 under int16) bias with its scales
+        total += w.bias * (4 if choice.activations == "int16" else 0) + w.bias * PARAM_BYTES
     return total
 
 
@@ -81,6 +81,6 @@ def compressed_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     dense = weight_bytes(w, choice)
     if not choice.sparsity:
         return dense
-    values = sum(math.ceil(n * _BITS[choice.weights] / 8) for n, _, _ in w.tensors)
-    mask = sum(math.ceil(n / 8) for n, _, _ in w.tensors)
+    values = sum(math.ceil(n * _BITS[choice.weights] / 8) for n, _, _, _ in w.tensors)
+    mask = sum(math.ceil(n / 8) for n, _, _, _ in w.tensors)
     return int(dense - values * choice.sparsity + mask)

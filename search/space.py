@@ -17,8 +17,9 @@ from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.rewrite import Rewriter
+from analyzer.simulation.sparse_format import storable
 from search.materializable import writable
-from search.size import SPARSE_WEIGHTS, compressed_bytes, layer_weights, weight_bytes
+from search.size import compressed_bytes, layer_weights, weight_bytes
 
 
 def _table() -> dict:
@@ -113,7 +114,8 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
                     continue
                 blocks = [b for b in t.get("blocks", [0]) if b == 0 or (
                     wp in limits.get("block_weights", ()) and layer.op in limits.get("blocks", ()) and ap == "float")]
-                levels = t["sparsity"] if (w is not None and sparsity and wp in SPARSE_WEIGHTS) else [0.0]
+                # sparsity where the written model keeps the pruned weights sparse (smaller file)
+                levels = t["sparsity"] if (w is not None and sparsity and storable(LayerChoice(wp, ap))) else [0.0]
                 for block in blocks:
                     if writable(layer.op, LayerChoice(wp, ap, block), w is not None) is None:
                         continue  # ai-edge-quantizer could not write it: never offered

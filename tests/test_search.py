@@ -49,16 +49,16 @@ def test_config_round_trip_and_presets():
 
 
 def test_size_model():
-    w = LayerWeights(0, ((1024 * 64, 1024, 0),))  # FC [1024, 64]
+    w = LayerWeights(0, ((1024 * 64, 1024, (1024, 64), 20),))  # FC [1024, 64], a 20-byte name
     dense = {p: weight_bytes(w, LayerChoice(p)) for p in ("float32", "float16", "int8", "int4")}
     assert dense["float32"] == 4 * 65536
     assert dense["float32"] > dense["float16"] > dense["int8"] > dense["int4"] > 65536 // 2
     assert weight_bytes(w, LayerChoice("int8", sparsity=0.9)) < dense["int4"]  # CSR beats dense int4 at 90 %
     assert weight_bytes(w, LayerChoice("int8", sparsity=0.25)) == dense["int8"]  # dense when sparse is larger
     # a float16 scale per block of 32 against a float32 scale and int64 zero point per channel
-    assert weight_bytes(w, LayerChoice("int4", block=32)) == 65536 // 2 + 2048 * 2 + 96
-    assert dense["int4"] == 65536 // 2 + 1024 * 12 + 96
-    assert weight_bytes(w, LayerChoice("int2")) == 65536 // 4 + 1024 * 12 + 96
+    assert weight_bytes(w, LayerChoice("int4", block=32)) == 65536 // 2 + 2048 * 2 + 120
+    assert dense["int4"] == 65536 // 2 + 1024 * 12 + 120
+    assert weight_bytes(w, LayerChoice("int2")) == 65536 // 4 + 1024 * 12 + 120
 
 
 def test_space_follows_the_target(cnn):

@@ -18,8 +18,17 @@ from ai_edge_litert import schema_py_generated as fb
 
 from analyzer.simulation.rewrite import pack, unpack
 
+def storable(choice) -> bool:
+    """Whether a pruned layer under ``choice`` keeps its weights sparse in the written model:
+    float32 weights, or int8 per channel read through DEQUANTIZE (float kernels). Integer
+    kernels would read the DENSIFY output as a non-constant filter, which XNNPACK refuses."""
+    return choice.weights in ("float32", "int8") and not choice.block and choice.activations == "float"
+
+
 SPARSE_DTYPES = {fb.TensorType.FLOAT32: np.float32, fb.TensorType.INT8: np.int8}
-SPARSITY_OVERHEAD = 64  # the SparsityParameters and DimensionMetadata tables, the DENSIFY op and tensor
+# The SparsityParameters and DimensionMetadata tables, the DENSIFY op and its output tensor
+# (named after the weights + "_densified"): measured on written models, within ~20 bytes.
+SPARSITY_OVERHEAD = 400
 
 
 def _index_type(limit: int):
@@ -30,13 +39,15 @@ def _index_type(limit: int):
     return np.int32, fb.SparseIndexVector.Int32Vector, fb.Int32VectorT
 
 
-def sparse_bytes(shape: tuple[int, ...], nnz: int, value_bytes: int) -> int:
+def sparse_bytes(shape: tuple[int, ...], nnz: int, value_bytes: int, channels_quantized: int = 0) -> int:
     """Bytes of a tensor of ``shape`` with ``nnz`` non-zeros stored sparse (values, indices,
-    segments, tables)."""
+    segments, tables); a quantized tensor's DENSIFY output repeats its ``channels_quantized``
+    scales and zero points (12 bytes each)."""
     cols = shape[-1] if shape else 1
     rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
     return (nnz * value_bytes + nnz * np.dtype(_index_type(cols)[0]).itemsize
-            + (rows + 1) * np.dtype(_index_type(nnz + 1)[0]).itemsize + SPARSITY_OVERHEAD)
+            + (rows + 1) * np.dtype(_index_type(nnz + 1)[0]).itemsize + SPARSITY_OVERHEAD
+            + 12 * channels_quantized)
 
 
 def _vector(values: np.ndarray, limit: int):
@@ -62,6 +73,10 @@ def sparsify(model_bytes: bytes, names: Iterable[str]) -> tuple[bytes, list[str]
     """``model_bytes`` with each named constant float32 / int8 tensor of the main subgraph
     stored sparse where that is smaller; returns the model and the names it converted."""
     model = unpack(model_bytes)
+    external = [b for b in model.buffers if b is not None and b.offset > 1]
+    for b in external:  # ai-edge-quantizer appends buffers after the flatbuffer: bring them inside
+        b.data = np.frombuffer(model_bytes, np.uint8, b.size, b.offset)
+        b.offset = b.size = 0
     sg = model.subgraphs[0]
     wanted = set(names)
     done = []
@@ -114,4 +129,4 @@ def sparsify(model_bytes: bytes, names: Iterable[str]) -> tuple[bytes, list[str]
         op.inputs, op.outputs = [t_index], [out_index]
         sg.operators.insert(0, op)
         done.append(name)
-    return (pack(model) if done else model_bytes), done
+    return (pack(model) if done else model_bytes), done  # unchanged: its external buffers stay as they were

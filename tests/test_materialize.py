@@ -1,0 +1,91 @@
+"""Writing a configuration as a .tflite: ai-edge-quantizer per layer, sparse weights with
+DENSIFY; the file runs in the stock interpreter, matches the simulation, and its size is
+what the size model predicted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analyzer.calibration import Dataset
+from analyzer.readers import read
+from analyzer.readers.tflite import read_bytes
+from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.ranges import calibrated
+from analyzer.simulation.rewrite import Rewriter
+from analyzer.simulation.runner import Runner
+from analyzer.simulation.sparse_format import sparsify
+from recommender.materialize import materialize
+from analyzer.statistics import collect
+from search.space import build_space, uniform
+from tests import zoo
+
+
+def _data(n: int = 24) -> Dataset:
+    x = np.random.default_rng(1).uniform(0, 1, (n, *zoo.INPUT_SHAPE)).astype(np.float32)
+    return Dataset("random", {"image": x}, None, tuple(range(n)))
+
+
+@pytest.fixture(scope="module")
+def cnn(models):
+    graph = read(models["float_cnn"])
+    return graph, graph.model_bytes(), build_space(graph, Rewriter(graph.model_bytes(), graph, {}), "cpu")
+
+
+def _sqnr(ref: np.ndarray, x: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum((ref - x) ** 2), 1e-30)))
+
+
+def _by_op(graph, op):
+    return [layer.index for layer in graph.main.layers if layer.op == op]
+
+
+def test_written_model_runs_matches_simulation_and_predicted_size(cnn):
+    graph, model, space = cnn
+    convs, fcs = _by_op(graph, "CONV_2D"), _by_op(graph, "FULLY_CONNECTED")
+    configs = [  # (choices, least SQNR in dB of the written model's output against the simulation's)
+        ({i: LayerChoice("int8") for i in convs + fcs}, 30),  # weight-only: the simulation's arithmetic
+        ({convs[0]: LayerChoice("float16"), fcs[0]: LayerChoice("int4", block=32), convs[-1]: LayerChoice("int4")}, 20),
+        ({convs[0]: LayerChoice("float32", sparsity=0.75), fcs[0]: LayerChoice("int8", sparsity=0.9)}, 30),
+        (uniform(space, LayerChoice("int8", "int8")), 15),  # integer kernels: rounding differs
+    ]
+    data = _data()
+    ranges = calibrated(collect(graph, model, data), "minmax", 100.0)
+    simulation = Rewriter(model, graph, ranges)
+    before = bytes(model)
+    for choices, least in configs:
+        written = materialize(graph, model, choices, data)
+        out = Runner(read_bytes(written.model), data).outputs(written.model)[0]
+        simulated = Runner(graph, data).outputs(simulation.build(choices).model)[0]
+        assert _sqnr(simulated, out) > least, choices
+        predicted = space.size(choices)
+        assert abs(len(written.model) - predicted) <= max(300, 0.01 * predicted), (choices, predicted)
+        assert set(written.writers) == set(choices)
+    assert model == before  # the input bytes are never touched
+
+
+def test_writers_name_what_wrote_each_layer(cnn):
+    graph, model, _ = cnn
+    conv, fc = _by_op(graph, "CONV_2D")[0], _by_op(graph, "FULLY_CONNECTED")[0]
+    written = materialize(graph, model, {conv: LayerChoice("int8"), fc: LayerChoice("int4", block=32),
+                                         _by_op(graph, "CONV_2D")[1]: LayerChoice("float16")})
+    assert written.writers[conv] == "weightonly_wi8_afp32"  # float kernels, as simulated
+    assert written.writers[fc] == "dynamic_wi4_afp32_blockwise"
+    ops = {layer.op for layer in read_bytes(written.model).main.layers}
+    assert "DEQUANTIZE" in ops
+
+
+def test_sparse_weights_are_stored_sparse_and_densified(cnn):
+    graph, model, _ = cnn
+    fc = _by_op(graph, "FULLY_CONNECTED")[0]
+    written = materialize(graph, model, {fc: LayerChoice("float32", sparsity=0.9)})
+    assert len(written.model) < len(model) * 0.8
+    g = read_bytes(written.model)
+    assert g.main.layers[0].op == "DENSIFY"
+    data = _data(8)
+    pruned = Rewriter(model, graph, {}).build({fc: LayerChoice("float32", sparsity=0.9)}).model
+    np.testing.assert_allclose(Runner(g, data).outputs(written.model)[0], Runner(graph, data).outputs(pruned)[0],
+                               rtol=1e-5, atol=1e-6)  # DENSIFY restores exactly the pruned weights
+    # a tensor that would not shrink (dense) is left alone
+    same, done = sparsify(model, [graph.main.tensors[t].name for t in graph.main.layers[fc].inputs[1:2]])
+    assert done == [] and same == model
