@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD := build
 
-.PHONY: install demo test bench clean mct-venv
+.PHONY: install demo demo-analyze test bench clean mct-venv
 
 install: $(STAMP)
 
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	@mkdir -p $(BUILD)
-	@test -f $(BUILD)/demo_mobilenet_v2.tflite || { echo "building the demo model (MobileNetV2 0.35 96x96, int8) with the TFLite converter..."; \
+	@test -f $(BUILD)/digits_cnn.keras || { echo "training the demo model (a small CNN on scikit-learn's digits)..."; \
+		$(PY) -m recommender.demo $(BUILD) > $(BUILD)/demo_build.log 2>&1 || { cat $(BUILD)/demo_build.log; exit 1; }; }
+	$(VENV)/bin/recommend $(BUILD)/digits_cnn.keras --data $(BUILD)/digits.npz --floor-relative 0.99 \
+		--out $(BUILD)/digits_cnn.small.tflite --report $(BUILD)/report.html --force
+
+# The analyzer alone on a MobileNetV2 (0.35, 96x96, full int8) built with the converter.
+demo-analyze: $(STAMP)
+	@mkdir -p $(BUILD)
+	@test -f $(BUILD)/demo_mobilenet_v2.tflite || { echo "building MobileNetV2 0.35 96x96 int8 with the TFLite converter..."; \
 		$(PY) -m tests.zoo demo_mobilenet_v2 $(BUILD)/demo_mobilenet_v2.tflite > $(BUILD)/demo_build.log 2>&1 || { cat $(BUILD)/demo_build.log; exit 1; }; }
 	$(VENV)/bin/analyze $(BUILD)/demo_mobilenet_v2.tflite --target all --graph $(BUILD)/demo_mobilenet_v2.graphml
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from analyzer.render_sensitivity import describe_metric, sensitivity_rows, summary_lines
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.4em;word-break:break-all}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left}
@@ -24,8 +24,8 @@ _COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 
 def render_html(d: dict[str, Any]) -> str:
     m = d["model"]
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(m['path'])}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{_e(m['path'])}</h1>"]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(m['path'])}</title>",
+             f"<style>{CSS}</style></head><body>", f"<h1>{escape(m['path'])}</h1>"]
     if d.get("summary"):
         parts += _summary(d)
         parts += _compatibility(d)
@@ -36,23 +36,23 @@ def render_html(d: dict[str, Any]) -> str:
     if d.get("layers"):
         parts += _layers(d)
     tool = d.get("tool", {})
-    parts.append(f"<p><small>{_e(tool.get('name', ''))} {_e(tool.get('version', ''))}, report schema "
-                 f"{_e(d.get('schema_version', ''))}</small></p></body></html>\n")
+    parts.append(f"<p><small>{escape(tool.get('name', ''))} {escape(tool.get('version', ''))}, report schema "
+                 f"{escape(d.get('schema_version', ''))}</small></p></body></html>\n")
     return "".join(parts)
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+def table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _cell(c: Any) -> str:
-    text = _e(c)
+    text = escape(c)
     if isinstance(c, str) and c.startswith("safe to"):
         return f"<span class='safe'>{text}</span>"
     if isinstance(c, str) and c.startswith("keep"):
@@ -65,31 +65,31 @@ def _summary(d: dict[str, Any]) -> list[str]:
     facts = [["size", f"{m['size_bytes']:,} bytes"], ["ops", s["ops"]], ["params", f"{s['params']:,}"],
              ["MACs", f"{s['macs']:,}"], ["quantization", f"{s['quantization']['scheme']}"],
              ["min runtime", f"LiteRT {s['runtime_version']['minimum'] or 'unknown'}"]]
-    return ["<h2>Model</h2>", _table(["", ""], facts, "facts")]
+    return ["<h2>Model</h2>", table(["", ""], facts, "facts")]
 
 
 def _compatibility(d: dict[str, Any]) -> list[str]:
     rows = [[t["target"], t["name"], t["status"], f"{t['supported_ops']}/{t['judged_ops']}", t["consequence"]]
             for t in d["compatibility"].values()]
-    return ["<h2>Compatibility</h2>", _table(["target", "runtime", "status", "ops ok", "what happens"], rows)]
+    return ["<h2>Compatibility</h2>", table(["target", "runtime", "status", "ops ok", "what happens"], rows)]
 
 
 def _layers(d: dict[str, Any]) -> list[str]:
     rows = [[lay["index"], lay["name"], lay["op"], lay["params"], lay["macs"], ", ".join(lay["unsupported_on"]) or "-"]
             for lay in d["layers"]]
     return ["<h2>Layers</h2><details><summary>all layers</summary>",
-            _table(["#", "layer", "op", "params", "MACs", "unsupported on"], rows), "</details>"]
+            table(["#", "layer", "op", "params", "MACs", "unsupported on"], rows), "</details>"]
 
 
 def _sensitivity(sens: dict[str, Any]) -> list[str]:
     headers, rows = sensitivity_rows(sens)
     out = ["<h2>Per-layer sensitivity</h2><ul>"]
-    out += [f"<li>{_e(line)}</li>" for line in summary_lines(sens)]
+    out += [f"<li>{escape(line)}</li>" for line in summary_lines(sens)]
     out.append("</ul>")
     if sens["layers"] and any(lay["one_at_a_time"] for lay in sens["layers"]):
         out.append(f"<div class='chart'>{_bars(sens)}</div>")
         out.append(f"<div class='chart'>{_scatter(sens)}</div>")
-    out.append(_table(headers, rows))
+    out.append(table(headers, rows))
     return out
 
 
@@ -106,7 +106,7 @@ def _axis_label(sens: dict[str, Any]) -> str:
     return f"drop in {sens['metric']} with only this layer compressed (higher = more sensitive)"
 
 
-def _svg(fig) -> str:
+def svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
@@ -131,7 +131,7 @@ def _bars(sens: dict[str, Any]) -> str:
     ax.set_xlabel(_axis_label(sens))
     ax.set_title("Per-layer sensitivity by precision, most sensitive first")
     ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _scatter(sens: dict[str, Any]) -> str:
@@ -150,12 +150,12 @@ def _scatter(sens: dict[str, Any]) -> str:
     ax.set_title(f"Layer size vs sensitivity; metric: {describe_metric(sens)}", fontsize=9)
     if ax.has_data():
         ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _latency(lat: dict[str, Any]) -> list[str]:
     from analyzer.render_latency import latency_rows, summary_lines
 
     headers, rows = latency_rows(lat)
-    return (["<h2>Latency</h2><ul>"] + [f"<li>{_e(line)}</li>" for line in summary_lines(lat)]
-            + ["</ul>", _table(headers, rows)])
+    return (["<h2>Latency</h2><ul>"] + [f"<li>{escape(line)}</li>" for line in summary_lines(lat)]
+            + ["</ul>", table(headers, rows)])

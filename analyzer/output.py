@@ -40,13 +40,14 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename, with the usual
-    permissions (0666 less the umask). Raises OutputError on any OS error; nothing partial
-    is left behind."""
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes) to ``path`` via a temporary file and a
+    rename, with the usual permissions (0666 less the umask). Raises OutputError on any OS
+    error; nothing partial is left behind."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
     if path == "/dev/null" or (os.path.exists(path) and not os.path.isfile(path)):
-        with open(path, "w", encoding="utf-8") as f:  # a device or pipe: cannot be renamed over
-            f.write(text)
+        with open(path, "wb") as f:  # a device or pipe: cannot be renamed over
+            f.write(data)
         return
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -54,8 +55,8 @@ def write_atomic(path: str, text: str) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:

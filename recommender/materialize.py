@@ -47,7 +47,7 @@ def _scope(graph: LayerGraph, layer_index: int) -> str:
     return "".join(graph.main.tensors[t].name + ";" for t in layer.outputs if t >= 0 and graph.main.tensors[t].name)
 
 
-def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice) -> tuple[dict, str]:
+def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice, prefer: str = "float") -> tuple[dict, str]:
     layer = graph.main.layers[layer_index]
     op = aeq_op_name(layer.op)
     regex = "^" + re.escape(_scope(graph, layer_index)) + "$"
@@ -57,7 +57,8 @@ def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice) -> tuple[di
                  "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
                                "compute_precision": "FLOAT", "explicit_dequantize": True}}, "float_casting_wf16")
     has_weights = any(t >= 0 and graph.main.tensors[t].is_constant for t in layer.inputs)
-    for key, _kernel in policy_keys(choice, has_weights):
+    keys = sorted(policy_keys(choice, has_weights), key=lambda kk: kk[1] != prefer)  # stable: policy order otherwise
+    for key, _kernel in keys:
         if op not in policy_ops(key):
             continue
         bits = {"int8": 8, "int4": 4, "int2": 2}.get(choice.weights, 8)
@@ -84,8 +85,10 @@ def _calibration(graph: LayerGraph, data: Dataset) -> dict[str, list[dict]]:
 
 
 def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoice],
-                calibration: Dataset | None = None) -> Materialized:
-    """The ``.tflite`` bytes of ``choices`` applied to the float ``model`` (``graph``)."""
+                calibration: Dataset | None = None, *, prefer: str = "float") -> Materialized:
+    """The ``.tflite`` bytes of ``choices`` applied to the float ``model`` (``graph``).
+    ``prefer="dynamic"`` writes integer weights with dynamic-range kernels where the op
+    allows both (as the converter's dynamic-range quantization does)."""
     from analyzer.simulation.rewrite import Rewriter
 
     sparse = {i: LayerChoice("float32", sparsity=c.sparsity) for i, c in choices.items() if c.sparsity}
@@ -101,7 +104,7 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
         if dense.is_float:
             writers[i] = "pruned" if choice.sparsity else "float"
             continue
-        entry, key = _entry(graph, i, dense)
+        entry, key = _entry(graph, i, dense, prefer)
         recipe.append(entry)
         writers[i] = ("pruned + " if choice.sparsity else "") + key
     if recipe:

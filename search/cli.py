@@ -16,11 +16,22 @@ from analyzer.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser, _positive_int
-    from search.space import targets
+    from analyzer.cli import _Parser
 
     p = _Parser(prog="analyze search", description="Search per-layer precision and sparsity for the smallest model "
                 "that keeps the metric at or above a floor (simulated in the LiteRT interpreter).")
+    add_search_arguments(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    p.add_argument("--config-out", metavar="FILE", help="write the chosen configuration (JSON) to FILE")
+    return p
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The model, data, floor and search options ``analyze search`` and ``recommend`` share."""
+    from analyzer.cli import _positive_int
+    from search.space import targets
+
     p.add_argument("model", help="a float .tflite file, a SavedModel directory, or a Keras .keras / .h5 file")
     p.add_argument("--data", metavar="PATH", help="evaluation data (.npz or a folder of .npy; labels y for accuracy)")
     p.add_argument("--data-fn", metavar="MODULE:FUNCTION", help="a function returning an iterable of input dicts")
@@ -53,13 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "(tcp://host:8786) or 'local' for a LocalCluster of --jobs worker processes")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
-    p.add_argument("--config-out", metavar="FILE", help="write the chosen configuration (JSON) to FILE")
     p.add_argument("--convert-timeout", type=float, default=600.0, metavar="SECONDS")
     p.add_argument("--trust-model", action="store_true")
     p.add_argument("--debug", action="store_true")
-    return p
+
+
+def search_settings(args: argparse.Namespace):
+    """SearchSettings from the shared arguments (UsageError for bad values)."""
+    from search.engine import SearchSettings
+
+    evaluations, minutes = _budget(args.budget)
+    return SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
+                          budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout,
+                          sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
+                          strategy=args.strategy,
+                          max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
+                          latency_profile=args.latency_profile)
 
 
 def _budget(text: str) -> tuple[int, float | None]:
@@ -76,7 +96,7 @@ def _budget(text: str) -> tuple[int, float | None]:
     raise UsageError(f"--budget {text!r}: expected a number of evaluations (300) or minutes (20m)")
 
 
-def _connect(address: str, jobs: int):
+def connect(address: str, jobs: int):
     """(client, cluster...) for ``--dask``; UsageError if the scheduler cannot be reached."""
     from distributed import Client, LocalCluster
 
@@ -108,17 +128,12 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.report import analyze
     from analyzer.simulation.cache import ResultCache, default_directory
     from analyzer.simulation.rewrite import require_float
-    from search.engine import SearchSettings, search
+    from search.engine import search
     from search.report import render
 
     if bool(args.data) == bool(args.data_fn):
         raise UsageError("give --data or --data-fn (one of them)")
-    evaluations, minutes = _budget(args.budget)
-    settings = SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
-                              budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout, sparsity=not args.no_sparsity,
-                              jobs=args.jobs, restrict=_restrict(args), strategy=args.strategy,
-                              max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
-                              latency_profile=args.latency_profile)
+    settings = search_settings(args)
     check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)
     report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout)
     if report.graph is None:
@@ -126,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     require_float(report.graph)
     data = load(args.data or args.data_fn, report.graph, samples=args.samples, seed=args.seed)
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
-    cluster = _connect(args.dask, args.jobs) if args.dask else None
+    cluster = connect(args.dask, args.jobs) if args.dask else None
     try:
         bar = progress_bar("search")(settings.budget, 0)
         result = search(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,

@@ -406,3 +406,19 @@ def _pareto(cands) -> tuple[Candidate, ...]:
     front = [c for c in cands if not any(dominates(o, c) for o in cands if o is not c)]
     unique = {(c.bytes, c.metric, c.latency_us): c for c in front}  # ties: one representative
     return tuple(sorted(unique.values(), key=lambda c: (c.bytes, -c.metric)))
+
+
+def plan(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings,
+         metric_fn: str | None = None) -> dict[str, Any]:
+    """What a search would do, without evaluating a configuration (for ``--dry-run``): the
+    space, the one-layer proxies and preset checks it starts with, and its budget."""
+    r = _Run(graph, model, data, settings, metric_fn, None, None)
+    presets = [name for name, (choice, _) in PRESETS.items() if uniform(r.space, choice)]
+    proxies = len(proxy.tasks(r.space)) if "milp" in settings.strategies else 0
+    first = 2 * len(presets) + proxies
+    return {"layers": len(r.space.layers), "combinations": r.space.combinations(), "presets": presets,
+            "proxy_evaluations": proxies, "preset_evaluations": 2 * len(presets),
+            "budget": settings.budget, "minutes": settings.minutes,
+            "expected_evaluations": min(settings.budget, first + settings.bisect_steps + 2 * len(r.space.layers) + 8),
+            "search_samples": len(r.search_data), "holdout_samples": len(r.holdout_data),
+            "metric": r.ev.metric.name, "float_metric": r.ev.baseline().metric}

@@ -128,7 +128,7 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
         fb = weight_bytes(w, LayerChoice()) if w is not None else 0
         float_weight_bytes += fb
         layers.append(LayerSpace(layer.index, layer.name, layer.op, tuple(options), fb))
-    fixed = max(0, graph.info.size_bytes - float_weight_bytes)
+    fixed = max(0, len(graph.model_bytes()) - float_weight_bytes)  # the .tflite (a converted source: its own size)
     return Space(target, tuple(layers), fixed)
 
 

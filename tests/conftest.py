@@ -69,6 +69,22 @@ def savedmodels() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def digits_demo() -> Path:
+    """The demo's trained digits CNN (.keras and .tflite) and its held-out data (digits.npz),
+    built once by ``python -m recommender.demo`` (recommender/demo.py)."""
+    h = hashlib.sha256((ROOT / "recommender" / "demo.py").read_bytes())
+    h.update(importlib.metadata.version("tensorflow").encode())
+    out = ROOT / ".test-models" / f"demo-{h.hexdigest()[:16]}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".lock-demo", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "digits_cnn.tflite").exists():
+            subprocess.run([sys.executable, "-m", "recommender.demo", str(out), "--tflite"], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def debugger_csv(models) -> Path:
     """QuantizationDebugger's per-layer CSV for the model float_cnn was converted from."""
     return next(iter(models.values())).parent / DEBUGGER_CSV

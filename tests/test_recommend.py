@@ -1,0 +1,143 @@
+"""``recommend`` end to end on the demo's trained digits CNN: the written model runs in the
+stock interpreter and measures what the report says; best effort, dry run, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from analyzer.readers.tflite import read_bytes
+from analyzer.simulation.runner import Runner
+from tests.conftest import ROOT
+
+FLOOR = ("--floor-relative", "0.99")
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "recommender.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                       text=True, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def recommended(digits_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec")
+    model = digits_demo / "digits_cnn.tflite"
+    before = _digest(model)
+    code, stdout, stderr = run(model, "--data", digits_demo / "digits.npz", *FLOOR, "--out", out / "small.tflite",
+                               "--report", out / "report.json", "--no-cache")
+    assert _digest(model) == before  # the input is never modified
+    return code, stdout, stderr, out
+
+
+def test_writes_a_model_that_measures_what_the_report_says(recommended, digits_demo):
+    code, stdout, stderr, out = recommended
+    assert code == 0, stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["schema"] == "compression-advisor/recommend" and doc["schema_version"] == "1.0" and doc["met"]
+    written = (out / "small.tflite").read_bytes()
+    rec = doc["recommended"]
+    assert rec["bytes"] == len(written) and doc["outputs"]["model"].endswith("small.tflite")
+    # re-measure independently: the held-out split is the search's (seed 0, 40 %)
+    from analyzer.calibration import load
+    from search.engine import split
+
+    graph = read_bytes(written)
+    _, hold = split(load(str(digits_demo / "digits.npz"), graph), 0.4, 0)
+    acc = float((Runner(graph, hold).outputs(written)[0].argmax(1) == hold.labels).mean())
+    assert acc == pytest.approx(rec["metric"], abs=1e-6) and acc >= doc["holdout_floor"]  # JSON rounds to 6 places
+    names = [m["name"] for m in doc["baselines"]]
+    assert names[0] == "float32" and {"float16", "dynamic_range_int8", "full_int8"} <= set(names)
+    assert names[-1] == "recommended"
+    float_bytes = doc["baselines"][0]["bytes"]
+    assert float_bytes == (digits_demo / "digits_cnn.tflite").stat().st_size and rec["bytes"] < float_bytes / 3
+    assert all(m["latency_us"] and m["latency_us"] > 0 and m["runs_on"]["cpu"] == "full" for m in doc["baselines"])
+    size = next(c for c in doc["checks"] if c["what"] == "size")
+    assert size["ok"] and abs(size["measured"] - size["predicted"]) <= 0.01 * size["predicted"]
+    metric = next(c for c in doc["checks"] if c["what"] == "metric")
+    assert metric["ok"]  # within 0.5 points of the search's estimate
+    techniques = [a["technique"] for a in doc["advice"]]
+    assert techniques[0] == "post-training quantization" and "delegate" in techniques
+    assert all(a["verdict"] in ("use", "consider", "skip", "fix") and a["text"] for a in doc["advice"])
+    assert any(la["choice"] for la in doc["layers"]) and any(la["sqnr_db"] for la in doc["layers"])
+    assert "Baselines" in stdout and "recommended" in stdout and "reproduce: recommend" in stdout
+
+
+def test_html_report_is_self_contained(recommended, digits_demo, tmp_path):
+    code, _, stderr = run(digits_demo / "digits_cnn.tflite", "--data", digits_demo / "digits.npz", *FLOOR,
+                          "--out", tmp_path / "m.tflite", "--report", tmp_path / "r.html")
+    assert code == 0, stderr
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    assert "<script" not in page and "<link" not in page  # nothing fetched: no scripts, stylesheets, images
+    assert 'src="http' not in page and "href='http" not in page and 'href="http' not in page
+    assert "Baselines" in page and "recommend " in page
+
+
+def test_floor_out_of_reach_writes_the_best_effort_and_exits_1(digits_demo, tmp_path):
+    code, stdout, stderr = run(digits_demo / "digits_cnn.tflite", "--data", digits_demo / "digits.npz",
+                               "--floor", "1.01", "--out", tmp_path / "small.tflite", "--format", "json",
+                               "--budget", "60")
+    assert code == 1
+    doc = json.loads(stdout)
+    assert not doc["met"] and doc["recommended"]["name"] == "best effort" and doc["tradeoff"]
+    assert (tmp_path / "small.best-effort.tflite").exists() and not (tmp_path / "small.tflite").exists()
+    assert "best effort" in stderr and "small.best-effort.tflite" in stderr
+    assert doc["advice"][0]["verdict"] == "fix"
+
+
+def test_dry_run_plans_and_writes_nothing(digits_demo, tmp_path):
+    code, stdout, stderr = run(digits_demo / "digits_cnn.tflite", "--data", digits_demo / "digits.npz", *FLOOR,
+                               "--out", tmp_path / "small.tflite", "--dry-run")
+    assert code == 0, stderr
+    assert "evaluations expected" in stdout and "one-layer proxy evaluations" in stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_written(digits_demo, tmp_path):
+    model, data = digits_demo / "digits_cnn.tflite", digits_demo / "digits.npz"
+    existing = tmp_path / "there.tflite"
+    existing.write_bytes(b"keep me")
+    cases = [
+        (("--out", model), "refusing to overwrite the input model"),
+        (("--out", existing), "exists (use --force"),
+        (("--out", tmp_path / "missing" / "x.tflite"), "does not exist"),
+        (("--out", tmp_path / "x.bin"), "expected a .tflite"),
+        (("--out", tmp_path / "y.tflite", "--report", tmp_path / "r.pdf"), "unknown extension"),
+    ]
+    for extra, message in cases:
+        code, stdout, stderr = run(model, "--data", data, *FLOOR, *extra)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (extra, stderr)
+    assert existing.read_bytes() == b"keep me"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((10, 3, 3, 1), np.float32), y=np.zeros(10, np.int64))  # wrong shape for the model
+    code, _, stderr = run(model, "--data", bad, *FLOOR, "--out", tmp_path / "z.tflite")
+    assert code == 2 and "bad.npz" in stderr and len(stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz", "there.tflite"]
+
+
+def test_keras_source_end_to_end(digits_demo, tmp_path):
+    """The demo's path: a .keras file, converted by the real converter, then recommended."""
+    code, stdout, stderr = run(digits_demo / "digits_cnn.keras", "--data", digits_demo / "digits.npz", *FLOOR,
+                               "--out", tmp_path / "small.tflite", "--format", "json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["met"] and doc["recommended"]["bytes"] == (tmp_path / "small.tflite").stat().st_size
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(tmp_path / "small.tflite"))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 8, 8, 1), np.float32))
+    it.invoke()  # the stock interpreter runs it
+    assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (1, 10)
