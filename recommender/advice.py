@@ -46,12 +46,20 @@ def holds(m: Measured, floor: float) -> bool:
 
 def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_floor: float, metric: str,
            layer_sqnr: dict[int, dict[str, float]], layer_names: dict[int, str], source_fixes: dict[str, list[str]],
-           macs: int, params: int, conv_params: int, qat_ran: bool = False, pruning_ran: bool = False) -> list[Advice]:
-    """The ranked advice (most consequential first)."""
+           macs: int, params: int, conv_params: int, fine_tuned: dict[str, Measured] | None = None) -> list[Advice]:
+    """The ranked advice (most consequential first). ``fine_tuned``: the rows of the
+    fine-tuned variants that ran (name -> measured), beside the post-training one."""
     by = {m.name: m for m in rows}
+    fine_tuned = fine_tuned or {}
+    ptq = by.get("post-training", chosen)
+    qat = next((m for n, m in fine_tuned.items() if n.endswith("(QAT)")), None)
+    pruned = next((m for n, m in fine_tuned.items() if n.startswith("pruned")), None)
+    clustered = next((m for n, m in fine_tuned.items() if n.startswith("clustered")), None)
+    qat_ran, pruning_ran = qat is not None, pruned is not None
     float_row = by["float32"]
     out: list[Advice] = []
-    uniform = [m for m in rows if m.name not in ("float32", chosen.name) and holds(m, holdout_floor)]
+    variants = {"recommended", "best effort", "post-training", *fine_tuned}
+    uniform = [m for m in rows if m.name not in ("float32", *variants) and holds(m, holdout_floor)]
     best_uniform = min(uniform, key=lambda m: m.bytes) if uniform else None
 
     # 1. Post-training quantization: which recipe
@@ -63,24 +71,24 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
             numbers.update({"best_uniform": best_uniform.name, "best_uniform_bytes": best_uniform.bytes,
                             "smaller_than_best_uniform": round(gain, 4)})
             if gain < 0.02:
-                out.append(Advice("post-training quantization", "use",
+                out.append(Advice("recommended model", "use",
                                   f"Use the uniform {best_uniform.name} recipe ({_kb(best_uniform.bytes)}, {metric} "
                                   f"{best_uniform.metric:.4g}): the per-layer recommendation is only {gain:.1%} "
                                   f"smaller, and a uniform recipe is simpler to reproduce.", numbers))
             else:
-                out.append(Advice("post-training quantization", "use",
-                                  f"Use the per-layer mixed precision written here: {_kb(chosen.bytes)} "
+                out.append(Advice("recommended model", "use",
+                                  f"Use the model written here ({chosen.description}): {_kb(chosen.bytes)} "
                                   f"({chosen.bytes / float_row.bytes:.1%} of float), held-out {metric} "
                                   f"{chosen.metric:.4g} against a floor of {holdout_floor:.4g}; {gain:.1%} smaller "
                                   f"than {best_uniform.name}, the smallest uniform recipe that holds "
                                   f"({_kb(best_uniform.bytes)}).", numbers))
         else:
-            out.append(Advice("post-training quantization", "use",
-                              f"Use the per-layer mixed precision written here: {_kb(chosen.bytes)} "
+            out.append(Advice("recommended model", "use",
+                              f"Use the model written here ({chosen.description}): {_kb(chosen.bytes)} "
                               f"({chosen.bytes / float_row.bytes:.1%} of float), held-out {metric} {chosen.metric:.4g}; "
                               "no uniform recipe holds the floor.", numbers))
     else:
-        out.append(Advice("post-training quantization", "fix",
+        out.append(Advice("recommended model", "fix",
                           f"No post-training configuration holds the floor ({holdout_floor:.4g}) on held-out data; "
                           f"the best effort reaches {chosen.metric:.4g} at {_kb(chosen.bytes)}. Lower the floor, "
                           "add data, or train for quantization (below).",
@@ -101,6 +109,20 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
                              "--weights float16,int8 or --max-latency." if fastest else "."),
                           {"latency_us": chosen.latency_us, "float_latency_us": float_row.latency_us,
                            "fastest_holding": fastest.name if fastest else None}))
+
+    # 1c. Fine-tuning against post-training, as measured
+    for m in (pruned, clustered, qat):
+        if m is None:
+            continue
+        verdict = "use" if holds(m, holdout_floor) and m.bytes < ptq.bytes else ("consider" if holds(m, holdout_floor)
+                                                                               else "skip")
+        technique = ("quantization-aware training" if m is qat else "pruning" if m is pruned else "weight clustering")
+        out.append(Advice(technique, verdict,
+                          f"Measured with fine-tuning ({m.description}): {_kb(m.bytes)}, held-out {metric} "
+                          f"{m.metric:.4g} ({'holds' if holds(m, holdout_floor) else 'misses'} the floor "
+                          f"{holdout_floor:.4g}), against post-training {_kb(ptq.bytes)} at {ptq.metric:.4g}.",
+                          {"bytes": m.bytes, metric: m.metric, "post_training_bytes": ptq.bytes,
+                           "post_training_metric": ptq.metric}))
 
     # 2. Quantization-aware training
     full = by.get("full_int8")
@@ -124,7 +146,9 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
         if levels:
             tolerant[layer] = max(levels)
     sparse_layers = sorted(k for k, w in chosen.writers.items() if w.startswith("pruned"))
-    if sparse_layers:
+    if pruning_ran:
+        pass  # measured above
+    elif sparse_layers:
         out.append(Advice("pruning", "use",
                           f"{len(sparse_layers)} layer(s) are pruned without fine-tuning in the recommendation "
                           f"(stored sparse, read back by DENSIFY): {', '.join(layer_names.get(i, str(i)) for i in sparse_layers[:5])}. "
@@ -143,13 +167,16 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
 
     # 4. Clustering
     low_bits = [k for k, w in chosen.writers.items() if "wi4" in w or "wi2" in w]
-    out.append(Advice("weight clustering", "skip" if low_bits else "consider",
-                      ("Clustering to 16 or 4 centroids gives the same stored bits as the int4 / int2 weights already "
-                       "chosen here; in a .tflite clustered weights stay dense float or int8, so it only shrinks a "
-                       "compressed download.") if low_bits else
-                      ("Clustering (tfmot cluster_weights) keeps weights float in the .tflite and shrinks only a "
-                       "compressed download; int8 / int4 quantization shrinks the file itself."),
-                      {"low_bit_layers": sorted(low_bits)}))
+    if clustered is None:
+        out.append(Advice("weight clustering", "skip" if low_bits else "consider",
+                          ("Clustering to 16 or 4 centroids gives the same stored bits as the int4 / int2 weights "
+                           "already chosen here; in a .tflite clustered weights stay dense float or int8, so on its own "
+                           "it only shrinks a compressed download (with --train-data it is measured, then searched).")
+                          if low_bits else
+                          ("Clustering (tfmot cluster_weights) keeps weights float in the .tflite and shrinks only a "
+                           "compressed download; int8 / int4 quantization shrinks the file itself (with --train-data "
+                           "it is measured, then searched)."),
+                          {"low_bit_layers": sorted(low_bits)}))
 
     # 5. Delegate
     table = delegates()["targets"]

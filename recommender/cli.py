@@ -19,7 +19,7 @@ REPORT_FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser
+    from analyzer.cli import _Parser, _positive_int
     from search.cli import add_search_arguments
 
     p = _Parser(prog="recommend", description="Analyze a model, search per-layer precision and sparsity for the "
@@ -35,6 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--dry-run", action="store_true", help="analyze and show the plan (space, evaluations "
                    "expected), evaluate nothing, write nothing")
+    t = p.add_argument_group("fine-tuning (a Keras 2 / tf_keras model: .h5 or SavedModel; TensorFlow Model "
+                             "Optimization)")
+    t.add_argument("--train-data", metavar="NPZ", help="training data (x, and labels y): fine-tune with pruning and "
+                   "clustering, search each fine-tuned model, and keep the smallest that holds the floor")
+    t.add_argument("--epochs", type=_positive_int, default=5, help="fine-tuning epochs for pruning and clustering "
+                   "(default: 5)")
+    t.add_argument("--qat-epochs", type=_positive_int, help="also run quantization-aware training for N epochs when "
+                   "post-training quantization falls short of the floor")
+    t.add_argument("--techniques", default="prune,cluster,qat", help="which of prune, cluster, qat to try "
+                   "(default: all; qat needs --qat-epochs)")
+    t.add_argument("--prune-sparsity", type=float, default=0.75, help="final sparsity of the pruning schedule "
+                   "(PolynomialDecay from 0; default 0.75)")
+    t.add_argument("--clusters", type=int, default=16, help="weight clusters per layer (default 16)")
+    t.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
     return p
 
 
@@ -80,6 +94,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if bool(args.data) == bool(args.data_fn):
         raise UsageError("give --data or --data-fn (one of them)")
     settings = search_settings(args)
+    training = _training(args)
     out, best_effort = output_paths(args)
     report_fmt = _report_format(args.report) if args.report else None
     if not args.dry_run:
@@ -104,7 +119,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         rec = recommend(report, data, settings, metric_fn=args.metric_fn, cache=cache,
                         dask=cluster[0] if cluster else None, step=step,
-                        search_progress=progress_bar("search")(settings.budget, 0))
+                        search_progress=progress_bar("search")(settings.budget, 0), training=training,
+                        source_path=args.model)
     finally:
         cache.close()
         for part in cluster or ():
@@ -126,6 +142,27 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
               f"effort ({rec.chosen.metric:.4g}, {rec.chosen.bytes:,} bytes) is in {target}", file=sys.stderr)
         return 1
     return 0
+
+
+def _training(args: argparse.Namespace):
+    """TrainingSettings for --train-data, after the checks that need no TensorFlow."""
+    if not args.train_data:
+        return None
+    from recommender.training import TrainingSettings
+
+    model = os.path.normpath(args.model)
+    if model.endswith(".tflite"):
+        raise UsageError(f"{args.model}: fine-tuning (--train-data) needs the Keras model it came from, not a .tflite")
+    if model.endswith(".keras"):
+        raise UsageError(f"{args.model}: fine-tuning uses TensorFlow Model Optimization, which needs a Keras 2 "
+                         "(tf_keras) model: save it with tf_keras as .h5 or a SavedModel")
+    if not args.trust_model:
+        raise UsageError(f"{args.model}: fine-tuning loads the model with tf_keras, which runs Lambda layers' code "
+                         "even in safe mode: rerun with --trust-model if you trust this file")
+    techniques = tuple(t.strip() for t in args.techniques.split(",") if t.strip())
+    return TrainingSettings(args.train_data, epochs=args.epochs, qat_epochs=args.qat_epochs,
+                            sparsity=args.prune_sparsity, clusters=args.clusters, learning_rate=args.learning_rate,
+                            seed=args.seed, techniques=techniques)
 
 
 def _stepper():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analyzer.calibration import Dataset
@@ -108,14 +108,14 @@ def checks(chosen: Measured) -> tuple[Check, ...]:
     return tuple(out)
 
 
-def _layers(report: AnalysisReport, result: SearchResult, chosen: Measured) -> tuple[LayerRow, ...]:
-    graph = report.graph
-    costs = {c.index: c for c in report.cost.layers if c.subgraph == 0} if report.cost else {}
-    config = (result.best or result.best_effort).config
+def _layers(graph: LayerGraph, result: SearchResult, config, chosen: Measured) -> tuple[LayerRow, ...]:
+    from analyzer.cost import analyze_cost
+
+    costs = {c.index: c for c in analyze_cost(graph).layers if c.subgraph == 0}
     rows = []
     for layer in graph.main.layers:
         c = costs.get(layer.index)
-        choice = config.choices.get(layer.index)
+        choice = config.choices.get(layer.index) if config is not None else None
         rows.append(LayerRow(layer.index, layer.name, layer.op, c.params if c else 0, c.macs if c else 0,
                              choice.to_dict() if choice else None, chosen.writers.get(layer.index),
                              result.layer_sqnr_db.get(layer.index, {})))
@@ -127,28 +127,63 @@ def _conv_params(report: AnalysisReport) -> int:
                if c.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")) if report.cost else 0
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """One way to the compressed model: the post-training search, or a fine-tuned model and its search."""
+
+    result: SearchResult | None  # None: no search (QAT's converter output is the model)
+    measured: Measured
+    model: bytes
+    config: Any  # CompressionConfig of the written model, or None
+    graph: LayerGraph  # the float model the configuration applies to (the written one for QAT)
+
+
+def _describe(choices) -> str:
+    return "per-layer mixed precision" + (" and sparsity" if any(c.sparsity for c in choices.values()) else "")
+
+
+def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings, measurer: Measurer,
+              name: str, description: str, **search_kw) -> _Variant:
+    result = search(graph, model, data, settings, **search_kw)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    search_split, _ = split(data, settings.holdout, settings.seed)
+    chosen = result.best or result.best_effort
+    written = materialize(graph, model, chosen.config.choices, search_split)
+    measured = measurer.measure(name, f"{description}{_describe(chosen.config.choices)}", written.model,
+                                predicted_bytes=chosen.bytes, estimated_metric=chosen.holdout_metric,
+                                writers=written.writers)
+    return _Variant(result, measured, written.model, chosen.config, graph)
+
+
 def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
               cache=None, dask=None, step: Callable[[str], None] = lambda s: None,
-              search_progress: Callable[[int], None] | None = None) -> Recommendation:
-    """Run steps 2-5 on an analyzed float model (``report.graph``) and its data."""
+              search_progress: Callable[[int], None] | None = None, training=None,
+              source_path: str | None = None) -> Recommendation:
+    """Run steps 2-5 on an analyzed float model (``report.graph``) and its data; with
+    ``training`` (a :class:`recommender.training.TrainingSettings`), also fine-tune the Keras
+    source with pruning, clustering and (when post-training quantization falls short)
+    quantization-aware training, search each fine-tuned model, and recommend the smallest
+    written model that holds the floor."""
     from analyzer.latency.predictor import LatencyPredictor
     from analyzer.latency.profile import load as load_profile
 
     graph: LayerGraph = report.graph
     model = graph.model_bytes()
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    step("searching")
-    result = search(graph, model, data, settings, metric_fn=metric_fn, cache=cache, progress=search_progress, dask=dask)
-    seconds["search"] = time.perf_counter() - t0
-    if result.interrupted:
-        raise KeyboardInterrupt
-
-    t0 = time.perf_counter()
-    step("writing and measuring the models")
+    search_kw = {"metric_fn": metric_fn, "cache": cache, "dask": dask}
     search_split, holdout = split(data, settings.holdout, settings.seed)
     measurer = Measurer(model, holdout, metric_fn, LatencyPredictor(load_profile(settings.latency_profile)),
                         threads=1)
+    t0 = time.perf_counter()
+    step("searching")
+    ptq = _searched(graph, model, data, settings, measurer, "post-training", "", progress=search_progress,
+                    **search_kw)
+    result = ptq.result
+    seconds["search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    step("writing and measuring the uniform presets")
     rows = [measurer.measure("float32", "the float model", model, predicted_bytes=result.float_bytes,
                              estimated_metric=result.float_holdout_metric)]
     notes: list[str] = []
@@ -161,25 +196,67 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
             continue
         rows.append(measurer.measure(name, PRESETS[name][1], written.model, predicted_bytes=candidate.bytes,
                                      estimated_metric=candidate.holdout_metric, writers=written.writers))
-    chosen_c = result.best or result.best_effort
-    written = materialize(graph, model, chosen_c.config.choices, search_split)
-    chosen = measurer.measure("recommended" if result.best else "best effort",
-                              "per-layer mixed precision" + (" and sparsity" if any(
-                                  c.sparsity for c in chosen_c.config.choices.values()) else ""),
-                              written.model, predicted_bytes=chosen_c.bytes,
-                              estimated_metric=chosen_c.holdout_metric, writers=written.writers)
-    rows.append(chosen)
     seconds["write_and_measure"] = time.perf_counter() - t0
 
-    met = result.best is not None and chosen.metric >= result.holdout_floor
-    if result.best is not None and not met:
-        notes.append(f"the written model measures {chosen.metric:.4g} on held-out data, below the floor "
-                     f"{result.holdout_floor:.4g} that its simulation met ({chosen_c.holdout_metric:.4g})")
+    floor = result.holdout_floor
+    variants = [ptq]
+    if training is not None:
+        t0 = time.perf_counter()
+        variants += _fine_tuned(source_path or graph.info.path, training, rows, ptq, data, settings, measurer, step,
+                                max(result.floor, floor), search_kw, notes)
+        seconds["fine_tune"] = time.perf_counter() - t0
+
+    holding = [v for v in variants if v.measured.metric >= floor and (v.result is None or v.result.best is not None)]
+    met = bool(holding)
+    best = min(holding, key=lambda v: v.measured.bytes) if holding else ptq
+    if len(variants) > 1:
+        rows += [v.measured for v in variants]
+    chosen = replace(best.measured, name="recommended" if met else "best effort",
+                     description=best.measured.description + (f" ({best.measured.name})" if len(variants) > 1 else ""))
+    rows.append(chosen)
+    if ptq.result.best is not None and ptq.measured.metric < floor:
+        notes.append(f"the written post-training model measures {ptq.measured.metric:.4g} on held-out data, below "
+                     f"the floor {floor:.4g} that its simulation met ({ptq.measured.estimated_metric:.4g})")
     fixes = {t.target: list(t.fixes) for t in report.compatibility.targets if t.fixes} if report.compatibility else {}
     cost = report.cost
-    advice = advise(rows, chosen, met=met, holdout_floor=result.holdout_floor, metric=result.metric,
+    advice = advise(rows, chosen, met=met, holdout_floor=floor, metric=result.metric,
                     layer_sqnr=result.layer_sqnr_db, layer_names={la.index: la.name for la in graph.main.layers},
                     source_fixes=fixes, macs=cost.macs if cost else 0, params=cost.params if cost else 0,
-                    conv_params=_conv_params(report))
-    return Recommendation(graph.info.path, met, result, tuple(rows), chosen, written.model, checks(chosen),
-                          tuple(advice), _layers(report, result, chosen), seconds, tuple(notes))
+                    conv_params=_conv_params(report), fine_tuned={v.measured.name: v.measured for v in variants[1:]})
+    return Recommendation(graph.info.path, met, result, tuple(rows), chosen, best.model, checks(chosen),
+                          tuple(advice), _layers(best.graph, best.result or result, best.config, chosen), seconds,
+                          tuple(notes))
+
+
+def _fine_tuned(source: str, training, rows: list[Measured], ptq: _Variant, data: Dataset, settings: SearchSettings,
+                measurer: Measurer, step, floor: float, search_kw: dict, notes: list[str]) -> list[_Variant]:
+    """The fine-tuned variants: pruning and clustering (each then searched like the float
+    model, against the same absolute floor), and QAT when post-training quantization falls
+    short (no configuration holds, or full int8 misses the floor)."""
+    from analyzer.readers.tflite import read_bytes
+    from recommender.training import fine_tune
+
+    full = next((m for m in rows if m.name == "full_int8"), None)
+    short = ptq.result.best is None or ptq.measured.metric < floor or (full is not None and full.metric < floor)
+    techniques = [t for t in training.techniques if t != "qat"]
+    out: list[_Variant] = []
+    fixed = replace(settings, floor=floor, floor_relative=None)
+    if techniques:
+        step(f"fine-tuning ({', '.join(techniques)}) with tensorflow-model-optimization")
+        for tuned in fine_tune(source, techniques, training, training.epochs):
+            label = (f"pruned {training.sparsity:.0%}" if tuned.technique == "prune"
+                     else f"clustered {training.clusters}")
+            graph = read_bytes(tuned.model, f"{source} ({label}, fine-tuned)")
+            step(f"searching the {label} model")
+            out.append(_searched(graph, tuned.model, data, fixed, measurer, f"{label} + search",
+                                 f"fine-tuned {training.epochs} epochs ({label}), then ", **search_kw))
+    if "qat" in training.techniques and training.qat_epochs:
+        if short:
+            step("quantization-aware training")
+            (tuned,) = fine_tune(source, ["qat"], training, training.qat_epochs)
+            measured = measurer.measure("full_int8 (QAT)", f"quantization-aware training, {training.qat_epochs} "
+                                        "epochs, full int8 by the converter", tuned.model)
+            out.append(_Variant(None, measured, tuned.model, None, read_bytes(tuned.model, f"{source} (QAT)")))
+        else:
+            notes.append("quantization-aware training not run: post-training quantization holds the floor")
+    return out

@@ -39,8 +39,14 @@ class TrainingSettings:
     batch_size: int = 32
     seed: int = 0
     timeout_s: float = 1800.0
+    techniques: tuple[str, ...] = TECHNIQUES
 
     def __post_init__(self) -> None:
+        unknown = [t for t in self.techniques if t not in TECHNIQUES]
+        if unknown or not self.techniques:
+            raise UsageError(f"--techniques {','.join(self.techniques)}: expected some of {', '.join(TECHNIQUES)}")
+        if self.epochs < 1 or (self.qat_epochs is not None and self.qat_epochs < 1):
+            raise UsageError("--epochs and --qat-epochs: expected a positive number of epochs")
         if not 0.0 < self.sparsity < 1.0:
             raise UsageError(f"--prune-sparsity {self.sparsity}: expected a fraction in (0, 1)")
         if self.clusters < 2:

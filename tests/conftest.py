@@ -70,7 +70,8 @@ def savedmodels() -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def digits_demo() -> Path:
-    """The demo's trained digits CNN (.keras and .tflite) and its held-out data (digits.npz),
+    """The demo's trained digits CNN (.keras, .tflite, and a tf_keras .h5) and its held-out and
+    training data (digits.npz, digits_train.npz),
     built once by ``python -m recommender.demo`` (recommender/demo.py)."""
     h = hashlib.sha256((ROOT / "recommender" / "demo.py").read_bytes())
     h.update(importlib.metadata.version("tensorflow").encode())
@@ -78,9 +79,11 @@ def digits_demo() -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / ".lock-demo", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "digits_cnn.tflite").exists():
-            subprocess.run([sys.executable, "-m", "recommender.demo", str(out), "--tflite"], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        for flag, made in (("--tflite", "digits_cnn.tflite"), ("--keras2", "digits_cnn_k2.h5")):
+            if not (out / made).exists():
+                subprocess.run([sys.executable, "-m", "recommender.demo", str(out), flag], cwd=ROOT, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return out
 
 

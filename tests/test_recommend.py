@@ -68,7 +68,7 @@ def test_writes_a_model_that_measures_what_the_report_says(recommended, digits_d
     metric = next(c for c in doc["checks"] if c["what"] == "metric")
     assert metric["ok"]  # within 0.5 points of the search's estimate
     techniques = [a["technique"] for a in doc["advice"]]
-    assert techniques[0] == "post-training quantization" and "delegate" in techniques
+    assert techniques[0] == "recommended model" and "delegate" in techniques
     assert all(a["verdict"] in ("use", "consider", "skip", "fix") and a["text"] for a in doc["advice"])
     assert any(la["choice"] for la in doc["layers"]) and any(la["sqnr_db"] for la in doc["layers"])
     assert "Baselines" in stdout and "recommended" in stdout and "reproduce: recommend" in stdout
@@ -141,3 +141,44 @@ def test_keras_source_end_to_end(digits_demo, tmp_path):
     it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 8, 8, 1), np.float32))
     it.invoke()  # the stock interpreter runs it
     assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (1, 10)
+
+
+def test_fine_tuning_prunes_and_clusters_a_keras2_model_then_searches_each(digits_demo, tmp_path):
+    code, stdout, stderr = run(digits_demo / "digits_cnn_k2.h5", "--data", digits_demo / "digits.npz", *FLOOR,
+                               "--train-data", digits_demo / "digits_train.npz", "--epochs", "1",
+                               "--techniques", "prune,cluster", "--trust-model", "--out", tmp_path / "s.tflite",
+                               "--format", "json")
+    assert code in (0, 1), stderr
+    doc = json.loads(stdout)
+    rows = {m["name"]: m for m in doc["baselines"]}
+    assert {"post-training", "pruned 75% + search", "clustered 16 + search"} <= set(rows)
+    holding = [m for n, m in rows.items() if n in ("post-training", "pruned 75% + search", "clustered 16 + search")
+               and m["meets_floor"]]
+    if holding:  # the recommendation is the smallest variant that holds, as measured
+        assert doc["recommended"]["bytes"] == min(m["bytes"] for m in holding)
+    assert {"pruning", "weight clustering"} <= {a["technique"] for a in doc["advice"]}
+    written = tmp_path / ("s.tflite" if code == 0 else "s.best-effort.tflite")
+    assert written.stat().st_size == doc["recommended"]["bytes"]
+
+
+def test_quantization_aware_training_runs_when_post_training_falls_short(digits_demo, tmp_path):
+    code, stdout, stderr = run(digits_demo / "digits_cnn_k2.h5", "--data", digits_demo / "digits.npz",
+                               "--floor", "0.97", "--train-data", digits_demo / "digits_train.npz",
+                               "--techniques", "qat", "--qat-epochs", "2", "--trust-model", "--budget", "80",
+                               "--out", tmp_path / "q.tflite", "--format", "json")
+    doc = json.loads(stdout)
+    qat = next(m for m in doc["baselines"] if m["name"] == "full_int8 (QAT)")
+    assert qat["bytes"] < doc["baselines"][0]["bytes"] / 2 and qat["latency_us"] > 0
+    assert code == (0 if qat["meets_floor"] or doc["met"] else 1), stderr
+    assert any(a["technique"] == "quantization-aware training" and "Measured" in a["text"] for a in doc["advice"])
+
+
+def test_fine_tuning_refuses_what_it_cannot_train(digits_demo, tmp_path):
+    train = digits_demo / "digits_train.npz"
+    for model, extra, message in ((digits_demo / "digits_cnn.tflite", ["--trust-model"], "not a .tflite"),
+                                  (digits_demo / "digits_cnn.keras", ["--trust-model"], "Keras 2"),
+                                  (digits_demo / "digits_cnn_k2.h5", [], "--trust-model")):
+        code, _, stderr = run(model, "--data", digits_demo / "digits.npz", *FLOOR, "--train-data", train, *extra,
+                              "--out", tmp_path / "x.tflite")
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert list(tmp_path.iterdir()) == []
