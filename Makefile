@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sensitivity.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_search.py
+	$(PY) benchmarks/bench_recommend.py
 
 # Model Compression Toolkit for bench_search.py's peer column: its own venv (MCT 2.6 runs on
 # PyTorch here; its Keras path needs TensorFlow <= 2.15). Large: PyTorch and its wheels.

@@ -28,10 +28,13 @@ def _data():
 
 
 def _save(model, path: str) -> None:
+    """The float .tflite, and the Keras model beside it (.keras, for the converter peer)."""
     import tensorflow as tf
 
     with open(path, "wb") as f:
         f.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    if not os.path.basename(path).startswith("deep_"):
+        model.save(path[: -len(".tflite")] + ".keras")
 
 
 def _train(model, x, y, epochs: int):

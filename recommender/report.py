@@ -114,6 +114,7 @@ def render(d: dict[str, Any], fmt: str) -> str:
                      f"{d['metric']} {rec['metric']:.4g}")
     lines.append(h("Baselines (every model written and measured; metric on held-out data)"))
     lines.append(tabulate(baseline_rows(d), headers=BASELINE_HEADERS, tablefmt=table, disable_numparse=True))
+    lines += [("- " if md else "  ") + f"{m['name']}: {n}" for m in d["baselines"][:-1] for n in m["notes"]]
     lines.append(h("Checks of the written model against the search's predictions"))
     lines += [("- " if md else "  ") + ("ok  " if c["ok"] else ("MISS" if c["ok"] is False else "n/a ")) + " "
               + c["what"] + ": " + c["text"] for c in d["checks"]]
