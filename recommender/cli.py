@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         rec = recommend(report, data, settings, metric_fn=args.metric_fn, cache=cache,
                         dask=cluster[0] if cluster else None, step=step,
                         search_progress=progress_bar("search")(settings.budget, 0), training=training,
-                        source_path=args.model)
+                        source_path=args.model, trusted=args.trust_model)
     finally:
         cache.close()
         for part in cluster or ():

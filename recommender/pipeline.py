@@ -174,7 +174,7 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
 def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
               cache=None, dask=None, step: Callable[[str], None] = lambda s: None,
               search_progress: Callable[[int], None] | None = None, training=None,
-              source_path: str | None = None) -> Recommendation:
+              source_path: str | None = None, trusted: bool = False) -> Recommendation:
     """Run steps 2-5 on an analyzed float model (``report.graph``) and its data; with
     ``training`` (a :class:`recommender.training.TrainingSettings`), also fine-tune the Keras
     source with pruning, clustering and (when post-training quantization falls short)
@@ -211,6 +211,17 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
             continue
         rows.append(measurer.measure(name, PRESETS[name][1], written.model, predicted_bytes=candidate.bytes,
                                      estimated_metric=candidate.holdout_metric, writers=written.writers))
+    if report.source is not None and source_path:  # a Keras / SavedModel source: the converter's recipes too
+        from analyzer.errors import ConversionError
+        from recommender.converter_recipes import convert
+
+        step("writing the converter's uniform recipes")
+        try:
+            for recipe, written_model in convert(source_path, search_split, trusted=trusted).items():
+                rows.append(measurer.measure(f"{recipe} (converter)", f"{PRESETS[recipe][1]}, by the TFLite converter",
+                                             written_model))
+        except ConversionError as exc:
+            notes.append(str(exc))
     seconds["write_and_measure"] = time.perf_counter() - t0
 
     floor = result.holdout_floor

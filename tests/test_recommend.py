@@ -134,6 +134,8 @@ def test_keras_source_end_to_end(digits_demo, tmp_path):
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert doc["met"] and doc["recommended"]["bytes"] == (tmp_path / "small.tflite").stat().st_size
+    names = {m["name"] for m in doc["baselines"]}  # the converter's own recipes, for a source it reads
+    assert {"float16 (converter)", "dynamic_range_int8 (converter)", "full_int8 (converter)"} <= names
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(tmp_path / "small.tflite"))
