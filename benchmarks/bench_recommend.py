@@ -5,7 +5,7 @@ simulation rewrite.
 Models are trained on scikit-learn's digits in child processes (benchmarks/search_models.py
 and the demo's recommender/demo.py), as .keras files and their float .tflite.
 1. Per model: the converter's float16, dynamic-range int8 and full int8 (representative
-   dataset = the search split; benchmarks/converter_peer.py, its own process) against
+   dataset = the search split; recommender/converter_recipes.py, its own process) against
    `recommend MODEL.keras --floor-relative 0.99` (its own process, conversion included):
    file bytes and held-out accuracy of each, and the ratio of ours to the smallest converter
    file that holds the same floor.
@@ -48,22 +48,15 @@ def _accuracy(model: bytes, data_path: Path) -> float:
 
 
 def _converter(work: Path, name: str, data_file: str, graph) -> tuple[dict[str, tuple[int, float]], float]:
-    data = load(str(work / data_file), graph)
-    search_split, _ = split(data, 0.4, 0)
-    calib = work / f"{name}_calib.npz"
-    np.savez(calib, x=next(iter(search_split.inputs.values())))
-    out = work / f"peer_{name}"
-    out.mkdir(exist_ok=True)
+    """The converter's recipes, written as recommend writes them for a Keras source (a child
+    process: TensorFlow import, model load and three conversions, timed)."""
+    from recommender.converter_recipes import convert
+
+    search_split, _ = split(load(str(work / data_file), graph), 0.4, 0)
     start = time.perf_counter()
-    proc = subprocess.run([PY, str(ROOT / "benchmarks" / "converter_peer.py"), str(work / f"{name}.keras"), str(calib),
-                           str(out)], capture_output=True, text=True, check=True)
+    written = convert(str(work / f"{name}.keras"), search_split, trusted=False)
     wall = time.perf_counter() - start
-    json.loads(proc.stdout.strip().splitlines()[-1])
-    files = {}
-    for recipe in ("float16", "dynamic_range_int8", "full_int8"):
-        model = (out / f"{recipe}.tflite").read_bytes()
-        files[recipe] = (len(model), _accuracy(model, work / data_file))
-    return files, wall
+    return {recipe: (len(model), _accuracy(model, work / data_file)) for recipe, model in written.items()}, wall
 
 
 def _recommend(work: Path, name: str, data_file: str) -> tuple[dict, float]:

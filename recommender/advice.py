@@ -66,30 +66,24 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
     if met:
         numbers = {"bytes": chosen.bytes, "of_float": round(chosen.bytes / float_row.bytes, 4), metric: chosen.metric,
                    "floor": holdout_floor}
-        if best_uniform is not None:
+        use = (f"Use the model written here ({chosen.description}): {_kb(chosen.bytes)} "
+               f"({chosen.bytes / float_row.bytes:.1%} of float), held-out {metric} {chosen.metric:.4g} against a "
+               f"floor of {holdout_floor:.4g}")
+        if best_uniform is None:
+            text = use + "; no uniform recipe holds the floor."
+        else:
             gain = 1 - chosen.bytes / best_uniform.bytes
             numbers.update({"best_uniform": best_uniform.name, "best_uniform_bytes": best_uniform.bytes,
                             "smaller_than_best_uniform": round(gain, 4)})
-            if gain < 0.02:
-                out.append(Advice("recommended model", "use",
-                                  f"Use the uniform {best_uniform.name} recipe ({_kb(best_uniform.bytes)}, {metric} "
-                                  f"{best_uniform.metric:.4g}): the per-layer recommendation is only {gain:.1%} "
-                                  f"smaller, and a uniform recipe is simpler to reproduce.", numbers))
-            else:
-                out.append(Advice("recommended model", "use",
-                                  f"Use the model written here ({chosen.description}): {_kb(chosen.bytes)} "
-                                  f"({chosen.bytes / float_row.bytes:.1%} of float), held-out {metric} "
-                                  f"{chosen.metric:.4g} against a floor of {holdout_floor:.4g}; {gain:.1%} smaller "
-                                  f"than {best_uniform.name}, the smallest uniform recipe that holds "
-                                  f"({_kb(best_uniform.bytes)}).", numbers))
-        else:
-            out.append(Advice("recommended model", "use",
-                              f"Use the model written here ({chosen.description}): {_kb(chosen.bytes)} "
-                              f"({chosen.bytes / float_row.bytes:.1%} of float), held-out {metric} {chosen.metric:.4g}; "
-                              "no uniform recipe holds the floor.", numbers))
+            text = (f"Use the uniform {best_uniform.name} recipe ({_kb(best_uniform.bytes)}, {metric} "
+                    f"{best_uniform.metric:.4g}): the per-layer recommendation is only {gain:.1%} smaller, and a "
+                    "uniform recipe is simpler to reproduce." if gain < 0.02 else
+                    f"{use}; {gain:.1%} smaller than {best_uniform.name}, the smallest uniform recipe that holds "
+                    f"({_kb(best_uniform.bytes)}).")
+        out.append(Advice("recommended model", "use", text, numbers))
     else:
         out.append(Advice("recommended model", "fix",
-                          f"No post-training configuration holds the floor ({holdout_floor:.4g}) on held-out data; "
+                          f"No written configuration holds the floor ({holdout_floor:.4g}) on held-out data; "
                           f"the best effort reaches {chosen.metric:.4g} at {_kb(chosen.bytes)}. Lower the floor, "
                           "add data, or train for quantization (below).",
                           {"best_effort_bytes": chosen.bytes, metric: chosen.metric, "floor": holdout_floor}))

@@ -110,9 +110,40 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
     if recipe:
         model = _quantize(graph, model, recipe, calibration if any(c.activations != "float" for c in choices.values())
                           else None)
+        model = _finite_scales(model)
     if sparse_names:
         model, _ = sparsify(model, sparse_names)
     return Materialized(model, writers)
+
+
+def _finite_scales(model: bytes) -> bytes:
+    """ai-edge-quantizer writes a NaN scale for a channel whose weights are all zero (a pruned
+    channel: 0 / 0), which XNNPACK refuses; any scale dequantizes zeros to zero, so such
+    scales become 1.0. The model is repacked only when there is one."""
+    import numpy as np
+
+    from analyzer.simulation.rewrite import pack, unpack
+
+    m = unpack(model)
+    changed = False
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if q is None or q.scale is None or len(q.scale) == 0:
+                continue
+            scale = np.asarray(q.scale, dtype=np.float32)
+            bad = ~np.isfinite(scale) | (scale == 0)
+            if bad.any():
+                scale[bad] = 1.0
+                q.scale = scale.tolist()
+                changed = True
+    if not changed:
+        return model
+    for b in m.buffers:  # buffers ai-edge-quantizer appended after the flatbuffer come inside
+        if b is not None and b.offset > 1:
+            b.data = np.frombuffer(model, np.uint8, b.size, b.offset)
+            b.offset = b.size = 0
+    return pack(m)
 
 
 def _quantize(graph: LayerGraph, model: bytes, recipe: list[dict], calibration: Dataset | None) -> bytes:

@@ -26,9 +26,10 @@ from analyzer.report import AnalysisReport
 from recommender.advice import Advice, advise
 from recommender.materialize import materialize
 from recommender.measure import Measured, Measurer
-from search.config import PRESETS
+from search.config import PRESETS, CompressionConfig
 from search.engine import SearchResult, SearchSettings, search, split
 
+WRITE_ERRORS = (UnsupportedModelError, ValueError, RuntimeError)  # the writer refuses, or the interpreter fails
 METRIC_TOLERANCE_POINTS = 0.005  # 0.5 points of a metric in [0, 1] (accuracy)
 METRIC_TOLERANCE_OTHER = 0.5  # dB of SQNR, or units of a user metric outside [0, 1]
 LATENCY_TOLERANCE = 0.20
@@ -154,15 +155,25 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
     first = result.best or result.best_effort
     queue = [first] + sorted((c for c in result.pareto if c.metric >= result.floor and c.bytes > first.bytes
                               and c.config.key() != first.config.key()), key=lambda c: c.bytes)[:retries]
-    tried = []
+    tried, failed = [], []
     for candidate in queue if result.best is not None else [first]:
-        written = materialize(graph, model, candidate.config.choices, search_split)
-        measured = measurer.measure(name, f"{description}{_describe(candidate.config.choices)}", written.model,
-                                    predicted_bytes=candidate.bytes, estimated_metric=candidate.holdout_metric,
-                                    writers=written.writers)
+        try:
+            written = materialize(graph, model, candidate.config.choices, search_split)
+            measured = measurer.measure(name, f"{description}{_describe(candidate.config.choices)}", written.model,
+                                        predicted_bytes=candidate.bytes, estimated_metric=candidate.holdout_metric,
+                                        writers=written.writers)
+        except WRITE_ERRORS as exc:  # the writer refused it or the interpreter would not run it: the next one
+            failed.append(f"{candidate.bytes:,} B: {str(exc).splitlines()[0][:160]}")
+            continue
         tried.append(_Variant(result, measured, written.model, candidate.config, graph))
         if measured.metric >= result.holdout_floor:
             break
+    if not tried:
+        raise UnsupportedModelError(f"{graph.info.path}: no candidate could be written and run ({'; '.join(failed)})")
+    if failed:
+        last = tried[-1].measured
+        tried[-1] = replace(tried[-1], measured=replace(last, notes=last.notes + tuple(
+            f"not written: {f}" for f in failed)))
     if len(tried) > 1:
         misses = ", ".join(f"{v.measured.bytes:,} B at {v.measured.metric:.4g}" for v in tried[:-1])
         last = tried[-1].measured
@@ -206,11 +217,10 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
         prefer = "dynamic" if name == "dynamic_range_int8" else "float"
         try:
             written = materialize(graph, model, candidate.config.choices, search_split, prefer=prefer)
-        except (UnsupportedModelError, ValueError, RuntimeError) as exc:  # a preset the writer refuses: a note
+            rows.append(measurer.measure(name, PRESETS[name][1], written.model, predicted_bytes=candidate.bytes,
+                                         estimated_metric=candidate.holdout_metric, writers=written.writers))
+        except WRITE_ERRORS as exc:  # a preset the writer refuses, or the interpreter will not run: a note
             notes.append(f"{name}: not written ({str(exc).splitlines()[0]})")
-            continue
-        rows.append(measurer.measure(name, PRESETS[name][1], written.model, predicted_bytes=candidate.bytes,
-                                     estimated_metric=candidate.holdout_metric, writers=written.writers))
     if report.source is not None and source_path:  # a Keras / SavedModel source: the converter's recipes too
         from analyzer.errors import ConversionError
         from recommender.converter_recipes import convert
@@ -235,6 +245,10 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     holding = [v for v in variants if v.measured.metric >= floor and (v.result is None or v.result.best is not None)]
     met = bool(holding)
     best = min(holding, key=lambda v: v.measured.bytes) if holding else ptq
+    if met and best.measured.bytes >= rows[0].bytes:  # compression does not pay on this model: keep it float
+        notes.append(f"no compressed model is smaller than the float one ({best.measured.bytes:,} >= "
+                     f"{rows[0].bytes:,} bytes): the recommendation is the float model")
+        best = _Variant(result, rows[0], model, CompressionConfig({}, "float32"), graph)
     if len(variants) > 1:
         rows += [v.measured for v in variants]
     chosen = replace(best.measured, name="recommended" if met else "best effort",

@@ -184,3 +184,18 @@ def test_fine_tuning_refuses_what_it_cannot_train(digits_demo, tmp_path):
                               "--out", tmp_path / "x.tflite")
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_savedmodel_source_without_labels_uses_output_sqnr(savedmodels, tmp_path):
+    """A SavedModel (converted by the real converter), data without labels: the floor is the
+    output SQNR in dB; the converter's own recipes are written from the SavedModel too."""
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.random.default_rng(0).uniform(0, 1, (40, 16, 16, 3)).astype(np.float32))
+    code, stdout, stderr = run(savedmodels["sm_keras_cnn"], "--data", data, "--floor", "30", "--budget", "80",
+                               "--out", tmp_path / "sm.tflite", "--format", "json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["metric"] == "sqnr_db" and doc["recommended"]["metric"] >= 30
+    assert "full_int8 (converter)" in {m["name"] for m in doc["baselines"]}
+    # a 3 KB model: quantization tables can outweigh the savings; never recommend more bytes than float
+    assert (tmp_path / "sm.tflite").stat().st_size == doc["recommended"]["bytes"] <= doc["baselines"][0]["bytes"]
