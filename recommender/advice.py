@@ -90,13 +90,13 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
 
     # 1b. Latency of the recommendation against float, as measured
     if chosen.latency_us and float_row.latency_us and chosen.latency_us > 1.2 * float_row.latency_us:
-        slow = [k for k, w in chosen.writers.items() if "weightonly_wi4" in w or "wi2" in w]
+        slow = [k for k, w in chosen.writers.items() if "weightonly_wi4" in w]
         fastest = min((m for m in rows if m.latency_us and holds(m, holdout_floor)), key=lambda m: m.latency_us,
                       default=None)
         out.append(Advice("latency", "consider",
                           f"The recommendation runs slower than float here ({chosen.latency_us:,.1f} us against "
                           f"{float_row.latency_us:,.1f} us, XNNPACK, 1 thread)"
-                          + (f": {len(slow)} layer(s) keep int4 / int2 weights that are unpacked at every invoke "
+                          + (f": {len(slow)} layer(s) keep int4 weight-only weights, unpacked at every invoke "
                              "outside XNNPACK" if slow else "")
                           + (f". If latency matters more than bytes, {fastest.name} is the fastest model that holds "
                              f"the floor ({fastest.latency_us:,.1f} us, {_kb(fastest.bytes)}), or search with "

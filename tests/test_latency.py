@@ -15,10 +15,12 @@ from analyzer.latency.measure import measure_latency
 from analyzer.latency.predict import predict_latency
 from analyzer.latency.predictor import LatencyPredictor
 from analyzer.latency.profile import LatencyProfileError, load, make
-from analyzer.latency.sweep import PLAN, plan, run
+from analyzer.latency.features import variant_of
+from analyzer.latency.sweep import ADDED_PLAN, PLAN, plan, run
 from analyzer.latency.synth import build
 from analyzer.latency.timing import time_model
 from analyzer.readers import read
+from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.rewrite import unpack
 from tests.test_cli_sensitivity import run as run_cli
 
@@ -62,10 +64,13 @@ def test_timing_is_ordered():
     assert 0 < t.p10_us <= t.median_us <= t.p90_us and t.runs >= 5
 
 
-@pytest.mark.parametrize("op,variants", [(op, v) for op, v, _ in PLAN])
+@pytest.mark.parametrize("op,variants", [(op, v) for op, v, _ in PLAN + ADDED_PLAN])
 def test_every_sweep_op_builds_and_runs(op, variants):
     for variant in variants:
         spec = next(s for s in plan(scale=0.05) if s["op"] == op and s["variant"] == variant)
+        if variant == "int4_weightonly":  # the predictor recognises the pair in a written model
+            graph = read_bytes(build(spec))
+            assert variant_of(graph, next(la for la in graph.main.layers if la.op == op)) == variant
         sample = next(run([spec], budget_s=0.001))
         assert sample["latency_us"] > 0 and sample["features"]["out_elems"] > 0
 
@@ -167,3 +172,31 @@ def test_calibrate_latency_command(tmp_path, models):
     assert rc == 2 and "does not exist" in err
     rc, stdout, err = run_cli(models["float_cnn"], "--predict-latency", "--latency-profile", out, "--target", "cpu")
     assert rc == 0 and "predicted:" in stdout
+
+
+def test_calibrate_adds_variants_to_a_profile_keeping_the_rest(tmp_path):
+    out = tmp_path / "profile.json"
+    rc, _, err = run_cli("calibrate-latency", "--out", out, "--scale", "0.03")
+    assert rc == 0, err
+    before = load(str(out))
+    rc, _, err = run_cli("calibrate-latency", "--out", out, "--scale", "0.03", "--variants", "int4_weightonly",
+                         "--merge")
+    assert rc == 0, err
+    after = load(str(out))
+    old = [s for s in before.samples if s["variant"] != "int4_weightonly"]
+    assert [s for s in after.samples if s["variant"] != "int4_weightonly"] == old  # the rest is kept as it was
+    assert {s["op"] for s in after.samples if s["variant"] == "int4_weightonly"} == {"CONV_2D", "FULLY_CONNECTED"}
+    assert after.invoke_overhead_us == before.invoke_overhead_us and after.device == before.device
+    rc, _, err = run_cli("calibrate-latency", "--out", out, "--merge")
+    assert rc == 2 and "--merge needs --variants" in err
+
+
+def test_search_latency_costs_follow_the_written_kernels():
+    from analyzer.simulation.choices import LayerChoice
+    from search.latency_costs import variant
+
+    assert variant(LayerChoice("int4"), "CONV_2D") == "int4_weightonly"  # ai-edge-quantizer: weight-only
+    assert variant(LayerChoice("int8"), "CONV_2D") == "float16"  # weight-only int8: unpacked once, float kernels
+    assert variant(LayerChoice("int4", block=32), "FULLY_CONNECTED") == "dynamic"
+    assert variant(LayerChoice("int2"), "FULLY_CONNECTED") == "dynamic"  # no weight-only int2 recipe
+    assert variant(LayerChoice("int8", "int8"), "CONV_2D") == "int8"

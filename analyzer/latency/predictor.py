@@ -119,4 +119,5 @@ class LatencyPredictor:
 # DEQUANTIZE): the kernels are float32's, so the float32 regressor times the ratio the
 # sweep's float16 samples measured (about 1.0) predicts them better than a small model of its own.
 RATIO_VARIANTS = ("float16",)
-BORROW = {"float16": ("float32",), "dynamic": ("float32",), "int16": ("int8",), "int8": (), "float32": ()}
+BORROW = {"float16": ("float32",), "dynamic": ("float32",), "int16": ("int8",), "int8": (), "float32": (),
+          "int4_weightonly": ("float32",)}

@@ -35,6 +35,12 @@ PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("HARD_SWISH", ACTIVATION, (15, 10)), ("LOGISTIC", ACTIVATION, (15, 10)),
     ("QUANTIZE", ("float32",), (15,)), ("DEQUANTIZE", ("float32",), (15,)),
 )
+# Variants added later (issue 8: ai-edge-quantizer's int4 weight-only layers), drawn from their
+# own seeded generator so the shapes of the plan above stay what they were.
+ADDED_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
+    ("CONV_2D", ("int4_weightonly",), (60,)),
+    ("FULLY_CONNECTED", ("int4_weightonly",), (30,)),
+)
 
 
 def _spatial(rng: random.Random, op: str) -> dict[str, Any]:
@@ -69,12 +75,14 @@ def _spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
     return s
 
 
-def plan(scale: float = 1.0, seed: int = 0) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
+def plan(scale: float = 1.0, seed: int = 0, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The specs to time; ``variants`` keeps only those variants (to add them to a profile)."""
     specs = []
-    for op, variants, counts in PLAN:
-        for variant, n in zip(variants, counts):
-            specs.extend(_spec(rng, op, variant) for _ in range(max(2, round(n * scale))))
+    for table, rng in ((PLAN, random.Random(seed)), (ADDED_PLAN, random.Random(seed + 1))):
+        for op, kinds, counts in table:
+            for variant, n in zip(kinds, counts):
+                drawn = [_spec(rng, op, variant) for _ in range(max(2, round(n * scale)))]
+                specs.extend(drawn if variants is None or variant in variants else [])
     return specs
 
 

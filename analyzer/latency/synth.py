@@ -3,7 +3,10 @@
 A spec is a plain dict: ``{"op": "CONV_2D", "variant": "int8", "h": 28, "w": 28, "cin": 32,
 "cout": 64, "k": 3, "stride": 1}``. Variants: ``float32``; ``int8`` (int8 activations,
 per-channel int8 weights, int32 bias); ``dynamic`` (float activations, int8 weights: the
-hybrid kernels); ``float16`` (float16 weights behind a DEQUANTIZE, as the converter writes).
+hybrid kernels); ``float16`` (float16 weights behind a DEQUANTIZE, as the converter writes);
+``int4_weightonly`` (int4 weights packed two per byte behind a DEQUANTIZE, float kernel, as
+ai-edge-quantizer's weight-only recipe writes them: XNNPACK takes neither op, so both run in
+the builtin kernels at every invoke).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from analyzer.simulation.rewrite import pack
 
 OP = fb.BuiltinOperator
 _T = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int32": fb.TensorType.INT32,
-      "float16": fb.TensorType.FLOAT16}
+      "float16": fb.TensorType.FLOAT16, "int4": fb.TensorType.INT4}
 _NP = {"float32": np.float32, "int8": np.int8, "int32": np.int32, "float16": np.float16}
 
 
@@ -85,6 +88,21 @@ class _Builder:
             half = self.tensor(shape, "float16", data=w)
             out = self.tensor(shape, "float32")
             self.op(OP.DEQUANTIZE, [half], [out], version=3)
+            return out
+        if variant == "int4_weightonly":
+            channels = shape[axis]
+            q = self.rng.integers(-7, 8, int(np.prod(shape))).astype(np.int8)
+            nibbles = (q & 0x0F).astype(np.uint8)
+            if len(nibbles) % 2:
+                nibbles = np.append(nibbles, np.uint8(0))
+            packed = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8)  # low nibble first
+            t = self.tensor(shape, "int4", scale=np.full(channels, 0.01), zero_point=np.zeros(channels), axis=axis)
+            buf = fb.BufferT()
+            buf.data = packed
+            self.model.buffers.append(buf)
+            self.sg.tensors[t].buffer = len(self.model.buffers) - 1
+            out = self.tensor(shape, "float32")
+            self.op(OP.DEQUANTIZE, [t], [out], version=1)  # the version ai-edge-quantizer writes
             return out
         return self.tensor(shape, "float32", data=w)
 
