@@ -50,23 +50,33 @@ def _pareto(d: dict[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     trade = d["tradeoff"]
     if trade:
-        ax.plot([t["bytes"] for t in trade], [t["metric"] for t in trade], "o-", color="#bab0ac",
+        ax.plot([t["bytes"] for t in trade], [t["metric"] for t in trade], "o-", color="#bab0ac", markersize=4,
                 label="Pareto front, search split (simulated)")
-    for m in d["baselines"]:
-        mark, color = ("*", "#e15759") if m is d["baselines"][-1] else ("o", "#4e79a7")
-        ax.plot([m["bytes"]], [m["metric"]], mark, color=color, markersize=12 if mark == "*" else 7)
-        ax.annotate(m["name"], (m["bytes"], m["metric"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.axhline(d["holdout_floor"], color="#59a14f", linestyle="--", label=f"held-out floor {d['holdout_floor']:.4g}")
+    markers = "osD^v<>ph8"
+    rows = d["baselines"]
+    for i, m in enumerate(rows):
+        last = i == len(rows) - 1
+        ax.plot([m["bytes"]], [m["metric"]], "*" if last else markers[i % len(markers)], linestyle="none",
+                color="#e15759" if last else _COLOR[i % len(_COLOR)], markersize=14 if last else 7,
+                label=f"{m['name']} (written, held-out)")
+    floor = d["holdout_floor"]
+    ax.axhline(floor, color="#59a14f", linestyle="--", label=f"held-out floor {floor:.4g}")
+    top = max([m["metric"] for m in rows] + [t["metric"] for t in trade] + [floor])
+    span = max(top - floor, 1e-3)
+    ax.set_ylim(floor - 4 * span, top + 0.5 * span)  # the region that decides; far worse points fall off
     ax.set_xscale("log")
     ax.set_xlabel("bytes of the .tflite (log)")
     ax.set_ylabel(d["metric"])
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out = svg(fig)
     plt.close(fig)
     return out
+
+
+_COLOR = ["#4e79a7", "#f28e2b", "#76b7b2", "#edc948", "#b07aa1", "#9c755f", "#ff9da7", "#59a14f"]
 
 
 def _layers(d: dict[str, Any]) -> str:
@@ -75,7 +85,7 @@ def _layers(d: dict[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [la for la in d["layers"] if la["sqnr_db"] or la["choice"]]
+    rows = [la for la in d["layers"] if la["params"] and (la["sqnr_db"] or la["choice"])]  # layers with weights
     if not rows:
         return ""
     fig, ax1 = plt.subplots(figsize=(max(6.0, 0.35 * len(rows) + 2), 3.6))
@@ -94,7 +104,7 @@ def _layers(d: dict[str, Any]) -> str:
     ax2.set_ylabel("output SQNR, dB (lower = more sensitive)")
     h1, l1 = ax1.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0))
     out = svg(fig)
     plt.close(fig)
     return out
