@@ -122,7 +122,7 @@ def _finite_scales(model: bytes) -> bytes:
     scales become 1.0. The model is repacked only when there is one."""
     import numpy as np
 
-    from analyzer.simulation.rewrite import pack, unpack
+    from analyzer.simulation.rewrite import inline_buffers, pack, unpack
 
     m = unpack(model)
     changed = False
@@ -139,10 +139,7 @@ def _finite_scales(model: bytes) -> bytes:
                 changed = True
     if not changed:
         return model
-    for b in m.buffers:  # buffers ai-edge-quantizer appended after the flatbuffer come inside
-        if b is not None and b.offset > 1:
-            b.data = np.frombuffer(model, np.uint8, b.size, b.offset)
-            b.offset = b.size = 0
+    inline_buffers(m, model)
     return pack(m)
 
 

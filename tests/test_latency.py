@@ -200,3 +200,20 @@ def test_search_latency_costs_follow_the_written_kernels():
     assert variant(LayerChoice("int4", block=32), "FULLY_CONNECTED") == "dynamic"
     assert variant(LayerChoice("int2"), "FULLY_CONNECTED") == "dynamic"  # no weight-only int2 recipe
     assert variant(LayerChoice("int8", "int8"), "CONV_2D") == "int8"
+
+
+def test_measure_single_ops_of_a_model_ai_edge_quantizer_wrote(models):
+    """Blockwise int4 keeps its scales in a tensor of their own (named by index), and
+    ai-edge-quantizer may store buffers after the flatbuffer: each single-op model must carry
+    both, or the interpreter reads garbage (it crashed the process before)."""
+    from analyzer.readers.tflite import read_bytes
+    from analyzer.simulation.choices import LayerChoice
+    from recommender.materialize import materialize
+
+    graph = read(models["mlp"])
+    fcs = [la.index for la in graph.main.layers if la.op == "FULLY_CONNECTED"]
+    written = materialize(graph, graph.model_bytes(), {fcs[0]: LayerChoice("int4", block=32),
+                                                       fcs[1]: LayerChoice("int2")}).model
+    res = measure_latency(read_bytes(written), runs=3)
+    timed = [o for o in res.ops if o.op == "FULLY_CONNECTED"]
+    assert timed and all(o.timing is not None and o.timing.median_us > 0 for o in timed)

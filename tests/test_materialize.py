@@ -95,17 +95,14 @@ def test_nan_scales_become_finite(cnn):
     """ai-edge-quantizer writes a NaN scale where a channel or an activation is all zeros (0 / 0:
     seen on a BatchNorm-folded convolution and its constant output), which XNNPACK refuses to
     prepare; the writer replaces such scales (they dequantize zeros, any scale will do)."""
-    from analyzer.simulation.rewrite import pack, unpack
+    from analyzer.simulation.rewrite import inline_buffers, pack, unpack
     from recommender.materialize import _finite_scales
 
     graph, model, _ = cnn
     fc = _by_op(graph, "FULLY_CONNECTED")[0]
     written = materialize(graph, model, {fc: LayerChoice("int8", "int8")}, _data(8)).model  # integer kernels
     m = unpack(written)
-    for b in m.buffers:  # bring appended buffers inside before repacking
-        if b is not None and b.offset > 1:
-            b.data = np.frombuffer(written, np.uint8, b.size, b.offset)
-            b.offset = b.size = 0
+    inline_buffers(m, written)  # bring appended buffers inside before repacking
     t = next(t for t in m.subgraphs[0].tensors if t.type == 9 and t.quantization is not None  # 9: INT8
              and t.quantization.scale is not None and len(t.quantization.scale) > 1)  # the int8 weights
     t.quantization.scale = [float("nan")] + list(t.quantization.scale[1:])

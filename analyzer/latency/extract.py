@@ -86,6 +86,14 @@ class Extractor:
                         sg.inputs.append(len(sg.tensors))
                 sg.tensors.append(t)
                 remap[i] = len(sg.tensors) - 1
+                q = t.quantization
+                if q is not None and q.detailsType == fb.QuantizationDetails.BlockwiseQuantization and q.details:
+                    # blockwise scales live in tensors of their own, named by index: bring them along
+                    t.quantization = copy.copy(q)
+                    t.quantization.details = copy.copy(q.details)
+                    t.quantization.details.scales = take(int(q.details.scales))
+                    if q.details.zeroPoints is not None and q.details.zeroPoints >= 0:
+                        t.quantization.details.zeroPoints = take(int(q.details.zeroPoints))
             return remap[i]
 
         op = copy.copy(src_op)

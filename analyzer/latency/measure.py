@@ -15,7 +15,7 @@ from typing import Any
 from analyzer.graph import LayerGraph
 from analyzer.latency.extract import Extractor, small_int_tensors
 from analyzer.latency.timing import Timing, time_model
-from analyzer.simulation.rewrite import unpack
+from analyzer.simulation.rewrite import inline_buffers, unpack
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ def measure_latency(graph: LayerGraph, *, threads: int = 1, runs: int = 20, prog
         shapes = small_int_tensors(graph, model)
     except (RuntimeError, ValueError):
         shapes = {}
-    extractor = Extractor(graph, unpack(model), shapes)
+    unpacked = unpack(model)
+    inline_buffers(unpacked, model)  # weights stored after the flatbuffer stay constants in each single-op model
+    extractor = Extractor(graph, unpacked, shapes)
     timed = []
     tick = progress(len(graph.main.layers), 0) if progress else None
     for layer in graph.main.layers:

@@ -37,6 +37,18 @@ def unpack(data: bytes) -> fb.ModelT:
     return fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
+def inline_buffers(model: fb.ModelT, data: bytes) -> bool:
+    """Bring buffers stored after the flatbuffer (``offset``/``size``, as ai-edge-quantizer
+    writes them) inside it, so that :func:`pack` keeps them; True if there were any."""
+    moved = False
+    for b in model.buffers or ():
+        if b is not None and b.offset > 1:
+            b.data = np.frombuffer(data, np.uint8, b.size, b.offset)
+            b.offset = b.size = 0
+            moved = True
+    return moved
+
+
 def pack(model: fb.ModelT) -> bytes:
     b = flatbuffers.Builder(1024)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
-from analyzer.simulation.rewrite import pack, unpack
+from analyzer.simulation.rewrite import inline_buffers, pack, unpack
 
 def storable(choice) -> bool:
     """Whether a pruned layer under ``choice`` keeps its weights sparse in the written model:
@@ -73,10 +73,7 @@ def sparsify(model_bytes: bytes, names: Iterable[str]) -> tuple[bytes, list[str]
     """``model_bytes`` with each named constant float32 / int8 tensor of the main subgraph
     stored sparse where that is smaller; returns the model and the names it converted."""
     model = unpack(model_bytes)
-    external = [b for b in model.buffers if b is not None and b.offset > 1]
-    for b in external:  # ai-edge-quantizer appends buffers after the flatbuffer: bring them inside
-        b.data = np.frombuffer(model_bytes, np.uint8, b.size, b.offset)
-        b.offset = b.size = 0
+    inline_buffers(model, model_bytes)  # ai-edge-quantizer appends buffers after the flatbuffer
     sg = model.subgraphs[0]
     wanted = set(names)
     done = []
