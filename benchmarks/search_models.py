@@ -70,16 +70,10 @@ def main(out: str) -> None:
         _save(_train(wide, x_train.reshape(len(x_train), -1), y_train, 40), os.path.join(out, f"{name}.tflite"))
         np.savez(os.path.join(out, f"{name}_weights.npz"), *wide.get_weights())  # for the MCT peer (PyTorch)
 
+    from recommender.demo import digits_cnn
+
     keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
-    h = keras.layers.Conv2D(32, 1, activation="relu")(h)
-    h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    h = keras.layers.Dense(32, activation="relu")(h)
-    cnn = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    cnn = digits_cnn(keras, channels=(16, 32, 32), dense=32)
     _save(_train(cnn, x_train[..., None], y_train, 60), os.path.join(out, "digits_cnn.tflite"))
 
     keras.utils.set_random_seed(2)  # small-channel depthwise blocks with BatchNorm (folded by the converter)

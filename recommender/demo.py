@@ -24,16 +24,17 @@ def _split():
     return train_test_split(x, digits.target, test_size=0.3, random_state=0, stratify=digits.target)
 
 
-def _layers(keras):
-    """The demo CNN, for Keras 3 or tf_keras (the same layer API)."""
+def digits_cnn(keras, channels: tuple[int, int, int] = (32, 64, 64), dense: int = 128):
+    """The demo CNN (conv, depthwise, pointwise, pool, conv, global pool, two dense), for
+    Keras 3 or tf_keras (the same layer API); the search benchmark uses a narrower one."""
     inp = keras.Input((8, 8, 1), name="image")
-    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2D(channels[0], 3, padding="same", activation="relu")(inp)
     h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
-    h = keras.layers.Conv2D(64, 1, activation="relu")(h)
+    h = keras.layers.Conv2D(channels[1], 1, activation="relu")(h)
     h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(channels[2], 3, padding="same", activation="relu")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
-    h = keras.layers.Dense(128, activation="relu")(h)
+    h = keras.layers.Dense(dense, activation="relu")(h)
     return keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h), name="digits_cnn")
 
 
@@ -45,7 +46,7 @@ def build_keras2(out: str, epochs: int = 10) -> None:
 
     x_train, _, y_train, _ = _split()
     keras.utils.set_random_seed(0)
-    model = _layers(keras)
+    model = digits_cnn(keras)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
     os.makedirs(out, exist_ok=True)
@@ -59,7 +60,7 @@ def build(out: str, tflite: bool = False) -> None:
 
     x_train, x_test, y_train, y_test = _split()
     keras.utils.set_random_seed(0)
-    model = _layers(keras)
+    model = digits_cnn(keras)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=40, batch_size=32, verbose=0)
     os.makedirs(out, exist_ok=True)
