@@ -236,6 +236,9 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
 
     floor = result.holdout_floor
     variants = [ptq]
+    dynamic = _dynamic_kernels(ptq, data, settings, measurer, notes)
+    if dynamic is not None:
+        variants.append(dynamic)
     if training is not None:
         t0 = time.perf_counter()
         variants += _fine_tuned(source_path or graph.info.path, training, rows, ptq, data, settings, measurer, step,
@@ -266,6 +269,35 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     return Recommendation(graph.info.path, met, result, tuple(rows), chosen, best.model, checks(chosen),
                           tuple(advice), _layers(best.graph, best.result or result, best.config, chosen), seconds,
                           tuple(notes))
+
+
+def _dynamic_kernels(ptq: _Variant, data: Dataset, settings: SearchSettings, measurer: Measurer,
+                     notes: list[str]) -> _Variant | None:
+    """The post-training configuration written with dynamic-range kernels where it has
+    weight-only layers: no DEQUANTIZE op per layer (smaller), integer kernels XNNPACK takes
+    for int4 (faster), activations quantized on the fly (not simulated: measured here)."""
+    from search.size import dequantize_overhead
+
+    weight_only = [i for i, w in ptq.measured.writers.items() if w.startswith(("weightonly", "pruned + weightonly"))]
+    if not weight_only or ptq.config is None:
+        return None
+    search_split, _ = split(data, settings.holdout, settings.seed)
+    try:
+        written = materialize(ptq.graph, ptq.graph.model_bytes(), ptq.config.choices, search_split, prefer="dynamic")
+        changed = [i for i in weight_only if not written.writers.get(i, "").startswith(("weightonly", "pruned + weightonly"))]
+        if not changed:
+            return None
+        predicted = ptq.measured.predicted_bytes
+        if predicted is not None:
+            predicted -= sum(dequantize_overhead(ptq.graph, i) for i in changed)
+        measured = measurer.measure("post-training, dynamic kernels",
+                                    ptq.measured.description + ", dynamic-range kernels", written.model,
+                                    predicted_bytes=predicted, estimated_metric=ptq.measured.estimated_metric,
+                                    writers=written.writers)
+    except WRITE_ERRORS as exc:
+        notes.append(f"dynamic-range kernels: not written ({str(exc).splitlines()[0]})")
+        return None
+    return replace(ptq, measured=measured, model=written.model)
 
 
 def _fine_tuned(source: str, training, rows: list[Measured], ptq: _Variant, data: Dataset, settings: SearchSettings,

@@ -27,7 +27,7 @@ def variant(choice: LayerChoice, op: str = "") -> str:
     kernel = writable(op, LayerChoice(choice.weights, "float", choice.block), True) if op else "dynamic"
     if kernel == "float":  # weight-only: int8 folded like float16; int4 unpacked at every invoke
         return "float16" if choice.weights in ("int8", "int16") else "int4_weightonly"
-    return "dynamic"
+    return "int4_dynamic" if choice.weights in ("int4", "int2") else "dynamic"
 
 
 def latency_costs(graph: LayerGraph, space: Space, predictor: LatencyPredictor) -> tuple[dict[int, list[float]], float]:

@@ -77,6 +77,15 @@ def weight_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     return total
 
 
+def dequantize_overhead(graph: LayerGraph, layer: int) -> int:
+    """Bytes a weight-only layer spends on its DEQUANTIZE ops and tensors (what writing it with
+    dynamic-range kernels saves)."""
+    rewriter_free = QUANTIZED_WEIGHTS.get(graph.main.layers[layer].op, {})
+    names = [graph.main.tensors[graph.main.layers[layer].inputs[pos]].name for pos in rewriter_free
+             if pos < len(graph.main.layers[layer].inputs) and graph.main.layers[layer].inputs[pos] >= 0]
+    return sum(DEQUANTIZE_OVERHEAD + len(n.encode()) for n in names)
+
+
 def compressed_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     dense = weight_bytes(w, choice)
     if not choice.sparsity:

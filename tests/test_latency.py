@@ -68,7 +68,7 @@ def test_timing_is_ordered():
 def test_every_sweep_op_builds_and_runs(op, variants):
     for variant in variants:
         spec = next(s for s in plan(scale=0.05) if s["op"] == op and s["variant"] == variant)
-        if variant == "int4_weightonly":  # the predictor recognises the pair in a written model
+        if variant.startswith("int4_"):  # the predictor recognises them in a written model
             graph = read_bytes(build(spec))
             assert variant_of(graph, next(la for la in graph.main.layers if la.op == op)) == variant
         sample = next(run([spec], budget_s=0.001))
@@ -197,8 +197,9 @@ def test_search_latency_costs_follow_the_written_kernels():
 
     assert variant(LayerChoice("int4"), "CONV_2D") == "int4_weightonly"  # ai-edge-quantizer: weight-only
     assert variant(LayerChoice("int8"), "CONV_2D") == "float16"  # weight-only int8: unpacked once, float kernels
-    assert variant(LayerChoice("int4", block=32), "FULLY_CONNECTED") == "dynamic"
-    assert variant(LayerChoice("int2"), "FULLY_CONNECTED") == "dynamic"  # no weight-only int2 recipe
+    assert variant(LayerChoice("int4", block=32), "FULLY_CONNECTED") == "int4_dynamic"
+    assert variant(LayerChoice("int2"), "FULLY_CONNECTED") == "int4_dynamic"  # no weight-only int2 recipe
+    assert variant(LayerChoice("int8", block=0), "DEPTHWISE_CONV_2D") == "float16"
     assert variant(LayerChoice("int8", "int8"), "CONV_2D") == "int8"
 
 

@@ -26,7 +26,9 @@ def variant_of(graph: LayerGraph, layer: Layer, producers: dict | None = None) -
     if any(t.dtype == "int16" for t in acts):
         return "int16"
     weights = [tensors[i] for i in layer.inputs[1:] if i >= 0 and tensors[i].is_constant]
-    if any(t.dtype in ("int8", "uint8", "int4", "int2") for t in weights):
+    if any(t.dtype in ("int4", "int2") for t in weights):
+        return "int4_dynamic"  # packed weights read by the hybrid kernel
+    if any(t.dtype in ("int8", "uint8") for t in weights):
         return "dynamic"
     producers = producers if producers is not None else graph.producers(layer.subgraph)
     for i in layer.inputs[1:]:

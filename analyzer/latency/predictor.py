@@ -120,4 +120,4 @@ class LatencyPredictor:
 # sweep's float16 samples measured (about 1.0) predicts them better than a small model of its own.
 RATIO_VARIANTS = ("float16",)
 BORROW = {"float16": ("float32",), "dynamic": ("float32",), "int16": ("int8",), "int8": (), "float32": (),
-          "int4_weightonly": ("float32",)}
+          "int4_weightonly": ("float32",), "int4_dynamic": ("dynamic", "float32")}

@@ -60,7 +60,7 @@ def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, s
          device: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of a profile built from ``samples``."""
     tiny = sorted(s["latency_us"] for s in samples if s["op"] in ("RESHAPE", "FULLY_CONNECTED")
-                  and s["features"]["out_elems"] <= 4096 and s["variant"] != "int4_weightonly")
+                  and s["features"]["out_elems"] <= 4096 and not s["variant"].startswith("int4_"))
     try:
         runtime = metadata.version("ai-edge-litert")
     except metadata.PackageNotFoundError:

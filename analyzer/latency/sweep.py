@@ -38,8 +38,8 @@ PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
 # Variants added later (issue 8: ai-edge-quantizer's int4 weight-only layers), drawn from their
 # own seeded generator so the shapes of the plan above stay what they were.
 ADDED_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
-    ("CONV_2D", ("int4_weightonly",), (60,)),
-    ("FULLY_CONNECTED", ("int4_weightonly",), (30,)),
+    ("CONV_2D", ("int4_weightonly", "int4_dynamic"), (60, 60)),
+    ("FULLY_CONNECTED", ("int4_weightonly", "int4_dynamic"), (30, 30)),
 )
 
 

@@ -6,7 +6,8 @@ per-channel int8 weights, int32 bias); ``dynamic`` (float activations, int8 weig
 hybrid kernels); ``float16`` (float16 weights behind a DEQUANTIZE, as the converter writes);
 ``int4_weightonly`` (int4 weights packed two per byte behind a DEQUANTIZE, float kernel, as
 ai-edge-quantizer's weight-only recipe writes them: XNNPACK takes neither op, so both run in
-the builtin kernels at every invoke).
+the builtin kernels at every invoke); ``int4_dynamic`` (the packed int4 weights read by the
+kernel itself, activations quantized on the fly: ai-edge-quantizer's dynamic int4 recipe).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class _Builder:
             out = self.tensor(shape, "float32")
             self.op(OP.DEQUANTIZE, [half], [out], version=3)
             return out
-        if variant == "int4_weightonly":
+        if variant in ("int4_weightonly", "int4_dynamic"):
             channels = shape[axis]
             q = self.rng.integers(-7, 8, int(np.prod(shape))).astype(np.int8)
             nibbles = (q & 0x0F).astype(np.uint8)
@@ -101,6 +102,8 @@ class _Builder:
             buf.data = packed
             self.model.buffers.append(buf)
             self.sg.tensors[t].buffer = len(self.model.buffers) - 1
+            if variant == "int4_dynamic":  # the kernel reads the packed weights (hybrid, activations on the fly)
+                return t
             out = self.tensor(shape, "float32")
             self.op(OP.DEQUANTIZE, [t], [out], version=1)  # the version ai-edge-quantizer writes
             return out
