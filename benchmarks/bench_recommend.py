@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from measure import ROOT
 from tabulate import tabulate
 

@@ -76,10 +76,3 @@ class Measurer:
         runs_on = {t.target: t.status for t in compat.targets}
         return Measured(name, description, len(model), self.metric_of(model), latency, predicted, runs_on,
                         predicted_bytes, estimated_metric, dict(writers or {}), tuple(notes))
-
-
-def metric_gap(measured: Measured) -> float | None:
-    """Written metric minus the search's estimate (accuracy in points when it is a fraction)."""
-    if measured.estimated_metric is None:
-        return None
-    return measured.metric - measured.estimated_metric
