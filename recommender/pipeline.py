@@ -254,8 +254,7 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
         best = _Variant(result, rows[0], model, CompressionConfig({}, "float32"), graph)
     if len(variants) > 1:
         rows += [v.measured for v in variants]
-    chosen = replace(best.measured, name="recommended" if met else "best effort",
-                     description=best.measured.description + (f" ({best.measured.name})" if len(variants) > 1 else ""))
+    chosen = replace(best.measured, name="recommended" if met else "best effort")
     rows.append(chosen)
     if ptq.result.best is not None and ptq.measured.metric < floor:
         notes.append(f"the written post-training model measures {ptq.measured.metric:.4g} on held-out data, below "
