@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from analyzer.html_report import CSS, escape, svg, table
+from analyzer.simulation.choices import WEIGHT_BITS
 from recommender.report import BASELINE_HEADERS, LAYER_HEADERS, baseline_rows, layer_rows
 
-_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4, "int2": 2}
 
 
 def render_html(d: dict[str, Any]) -> str:
@@ -90,7 +90,7 @@ def _layers(d: dict[str, Any]) -> str:
         return ""
     fig, ax1 = plt.subplots(figsize=(max(6.0, 0.35 * len(rows) + 2), 3.6))
     x = range(len(rows))
-    bits = [_BITS[la["choice"]["weights"]] if la["choice"] else 32 for la in rows]
+    bits = [WEIGHT_BITS[la["choice"]["weights"]] if la["choice"] else 32 for la in rows]
     ax1.bar(x, bits, color="#4e79a7", alpha=0.8, label="chosen weight bits")
     ax1.set_ylabel("weight bits")
     ax1.set_xticks(list(x), [str(la["index"]) for la in rows], fontsize=7)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from analyzer.calibration import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.graph import LayerGraph
-from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice
 from analyzer.simulation.sparse_format import sparsify, storable
 from search.materializable import aeq_op_name, policy_keys, policy_ops
 
@@ -61,7 +61,7 @@ def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice, prefer: str
     for key, _kernel in keys:
         if op not in policy_ops(key):
             continue
-        bits = {"int8": 8, "int4": 4, "int2": 2}.get(choice.weights, 8)
+        bits = WEIGHT_BITS[choice.weights] if choice.weights in ("int8", "int4", "int2") else 8
         granularity = f"BLOCKWISE_{choice.block}" if choice.block else "CHANNELWISE"
         weight = {"num_bits": bits, "symmetric": True, "granularity": granularity, "dtype": "INT"}
         if key.startswith("static"):
@@ -119,26 +119,29 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
 def _finite_scales(model: bytes) -> bytes:
     """ai-edge-quantizer writes a NaN scale for a channel whose weights are all zero (a pruned
     channel: 0 / 0), which XNNPACK refuses; any scale dequantizes zeros to zero, so such
-    scales become 1.0. The model is repacked only when there is one."""
+    scales become 1.0. Scales are read in place; the model is unpacked and repacked only
+    when there is one to fix."""
     import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
 
     from analyzer.simulation.rewrite import inline_buffers, pack, unpack
 
+    def bad(scale) -> bool:  # the flat API gives 0, not an array, for an absent vector
+        return isinstance(scale, np.ndarray) and scale.size > 0 and not (np.isfinite(scale) & (scale != 0)).all()
+
+    root = fb.Model.GetRootAs(model, 0)
+    if not any(bad(sg.Tensors(i).Quantization().ScaleAsNumpy())
+               for sg in (root.Subgraphs(k) for k in range(root.SubgraphsLength()))
+               for i in range(sg.TensorsLength()) if sg.Tensors(i).Quantization() is not None):
+        return model
     m = unpack(model)
-    changed = False
     for sg in m.subgraphs:
         for t in sg.tensors:
             q = t.quantization
-            if q is None or q.scale is None or len(q.scale) == 0:
-                continue
-            scale = np.asarray(q.scale, dtype=np.float32)
-            bad = ~np.isfinite(scale) | (scale == 0)
-            if bad.any():
-                scale[bad] = 1.0
+            if q is not None and q.scale is not None and bad(np.asarray(q.scale, dtype=np.float32)):
+                scale = np.asarray(q.scale, dtype=np.float32)
+                scale[~np.isfinite(scale) | (scale == 0)] = 1.0
                 q.scale = scale.tolist()
-                changed = True
-    if not changed:
-        return model
     inline_buffers(m, model)
     return pack(m)
 

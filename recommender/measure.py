@@ -54,8 +54,8 @@ class Measurer:
         self.predictor = predictor
         self.threads = threads
 
-    def metric_of(self, model: bytes) -> float:
-        outputs = Runner(read_bytes(model), self.holdout).outputs(model)
+    def metric_of(self, model: bytes, graph=None) -> float:
+        outputs = Runner(graph if graph is not None else read_bytes(model), self.holdout).outputs(model)
         return self.metric.score(self.reference, outputs).metric
 
     def measure(self, name: str, description: str, model: bytes, *, predicted_bytes: int | None = None,
@@ -74,5 +74,5 @@ class Measurer:
         predicted = predict_latency(graph, self.predictor, with_variants=False).total_us if self.predictor else None
         compat = analyze_graph(graph, list(RUNS_ON)).compatibility
         runs_on = {t.target: t.status for t in compat.targets}
-        return Measured(name, description, len(model), self.metric_of(model), latency, predicted, runs_on,
+        return Measured(name, description, len(model), self.metric_of(model, graph), latency, predicted, runs_on,
                         predicted_bytes, estimated_metric, dict(writers or {}), tuple(notes))

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice
 
-_BITS = {"int8": 8, "int4": 4, "int2": 2}
 _AEQ_OP_NAMES = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}  # qtyping.TFLOperationName where it differs
 
 
@@ -45,9 +44,9 @@ def policy_keys(choice: LayerChoice, has_weights: bool) -> list[tuple[str, str]]
         return []
     if choice.activations != "float":
         abits = 8 if choice.activations == "int8" else 16
-        wbits = _BITS.get(choice.weights, 8) if has_weights else 8
+        wbits = WEIGHT_BITS[choice.weights] if has_weights and choice.weights in ("int8", "int4", "int2") else 8
         return [(f"static_wi{wbits}_ai{abits}", "integer")]
-    bits = _BITS[choice.weights]
+    bits = WEIGHT_BITS[choice.weights]
     if choice.block:
         return [(f"dynamic_wi{bits}_afp32_blockwise", "dynamic")]
     return [(f"weightonly_wi{bits}_afp32", "float"), (f"dynamic_wi{bits}_afp32", "dynamic")]

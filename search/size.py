@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 from analyzer.graph import LayerGraph
 from analyzer.op_roles import QUANTIZED_WEIGHTS, WEIGHT_INPUTS
-from analyzer.simulation.choices import LayerChoice
+from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice
 from analyzer.simulation.rewrite import Rewriter
 from analyzer.simulation.sparse_format import sparse_bytes, storable
 
-_BITS = {"float32": 32, "float16": 16, "int16": 16, "int8": 8, "int4": 4, "int2": 2}
 PARAM_BYTES = 4 + 8  # float32 scale + int64 zero point, per channel
 BLOCK_PARAM_BYTES = 2  # a float16 scale per block (ai-edge-quantizer's blockwise layout)
 # A DEQUANTIZE op and its float output tensor (named after the weights + "_dequant"): about
@@ -61,7 +60,7 @@ def layer_weights(graph: LayerGraph, rewriter: Rewriter) -> dict[int, LayerWeigh
 def weight_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     total = 0
     for n, channels, shape, name_bytes in w.tensors:
-        bits = _BITS[choice.weights]
+        bits = WEIGHT_BITS[choice.weights]
         data = math.ceil(n * bits / 8)
         if choice.sparsity and storable(choice):
             nnz = n - int(round(n * choice.sparsity))  # as fake_quant.prune
@@ -90,6 +89,6 @@ def compressed_bytes(w: LayerWeights, choice: LayerChoice) -> int:
     dense = weight_bytes(w, choice)
     if not choice.sparsity:
         return dense
-    values = sum(math.ceil(n * _BITS[choice.weights] / 8) for n, _, _, _ in w.tensors)
+    values = sum(math.ceil(n * WEIGHT_BITS[choice.weights] / 8) for n, _, _, _ in w.tensors)
     mask = sum(math.ceil(n / 8) for n, _, _, _ in w.tensors)
     return int(dense - values * choice.sparsity + mask)
