@@ -51,8 +51,31 @@ class TrainingSettings:
             raise UsageError(f"--prune-sparsity {self.sparsity}: expected a fraction in (0, 1)")
         if self.clusters < 2:
             raise UsageError(f"--clusters {self.clusters}: expected at least 2")
-        if not os.path.exists(self.train_data):
-            raise UsageError(f"{self.train_data}: no such training data file")
+        check_training_data(self.train_data)
+
+
+def check_training_data(path: str) -> None:
+    """UsageError naming ``path`` unless it is an .npz with inputs and labels (checked before
+    any search or training starts)."""
+    import zipfile
+
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such training data file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = list(data.files)
+            x = (data["x"] if "x" in files else data[files[0]]) if files else None
+            y = data["y"] if "y" in files else (data["labels"] if "labels" in files else None)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{path}: cannot read the training data ({type(exc).__name__}: {exc})") from None
+    if x is None:
+        raise UsageError(f"{path}: cannot read the training data (no arrays)")
+    if y is None:
+        raise UsageError(f"{path}: needs labels (an array y) to fine-tune")
+    if len(y) != len(x):
+        raise UsageError(f"{path}: {len(x)} inputs but {len(y)} labels")
 
 
 def fine_tune(model_path: str, techniques: list[str], settings: TrainingSettings, epochs: int) -> list[FineTuned]:

@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 
 
 def _fail(out: str, message: str) -> None:
@@ -45,7 +46,7 @@ def main(spec_path: str) -> None:
         data = np.load(spec["train_data"])
         x = data["x"] if "x" in data.files else data[data.files[0]]
         y = data["y"] if "y" in data.files else (data["labels"] if "labels" in data.files else None)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         _fail(out, f"{spec['train_data']}: cannot read the training data ({exc})")
     if y is None:
         _fail(out, f"{spec['train_data']}: needs labels (an array y) to fine-tune")

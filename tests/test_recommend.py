@@ -184,6 +184,14 @@ def test_fine_tuning_refuses_what_it_cannot_train(digits_demo, tmp_path):
                               "--out", tmp_path / "x.tflite")
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert list(tmp_path.iterdir()) == []
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    for bad, message in ((tmp_path / "missing.npz", "no such training data"), (broken, "cannot read the training data")):
+        code, _, stderr = run(digits_demo / "digits_cnn_k2.h5", "--data", digits_demo / "digits.npz", *FLOOR,
+                              "--train-data", bad, "--trust-model", "--techniques", "prune", "--budget", "60",
+                              "--out", tmp_path / "y.tflite")
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "y.tflite").exists()
 
 
 def test_savedmodel_source_without_labels_uses_output_sqnr(savedmodels, tmp_path):
