@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric-fn", metavar="MODULE:FUNCTION",
                    help="the task metric: function(outputs, labels) -> float, higher is better "
                         "(default: top-1 accuracy with labels, else fidelity to the float model)")
+    s.add_argument("--metric", choices=("accuracy", "agreement", "sqnr", "cosine"),
+                   help="a built-in metric instead: accuracy (needs labels), or without labels top-1 agreement "
+                        "with the float model, output SQNR, or cosine similarity")
     s.add_argument("--activation-range", choices=("minmax", "percentile"), default="minmax",
                    help="how activation ranges are calibrated (default: minmax)")
     s.add_argument("--percentile", type=float, default=99.99, help="upper percentile for --activation-range "
@@ -188,6 +191,9 @@ def _sensitivity_settings(args: argparse.Namespace):
 
     if args.data and args.data_fn:
         raise UsageError("give --data or --data-fn, not both")
+    if args.metric and args.metric_fn:
+        raise UsageError("give --metric or --metric-fn, not both")
+    args.metric_fn = args.metric_fn or args.metric
     return SensitivitySettings(precisions=parse_precisions(args.precisions), sparsity=parse_sparsity(args.sparsity),
                                all_but_one=args.all_but_one, one_at_a_time=not args.local_only,
                                activation_range=args.activation_range,
@@ -198,21 +204,27 @@ def _sensitivity_settings(args: argparse.Namespace):
 def _sensitivity(args: argparse.Namespace, report, settings):
     from analyzer.calibration import load
     from analyzer.progress import progress_bar
+    from analyzer.readers.normalize import normalize
     from analyzer.sensitivity import analyze_sensitivity
     from analyzer.simulation.cache import ResultCache, default_directory
     from analyzer.simulation.rewrite import require_float
+    from analyzer.simulation.runner import require_runnable
 
     if report.graph is None:
         raise UsageError(f"{args.model}: no sensitivity: the model did not convert to a .tflite to measure")
-    require_float(report.graph)  # before the data: a quantized model is the first thing to say
+    norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature
+    require_float(norm.graph)  # before the data: a quantized model is the first thing to say
+    require_runnable(norm.graph)
     spec = args.data or args.data_fn
-    data = load(spec, report.graph, samples=args.samples, seed=args.seed)
+    data = load(spec, norm.graph, samples=args.samples, seed=args.seed)
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
     try:
-        return analyze_sensitivity(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,
-                                   seed=args.seed, cache=cache, progress=progress_bar("sensitivity"))
+        result = analyze_sensitivity(norm.graph, norm.model, data, settings, metric_fn=args.metric_fn,
+                                     seed=args.seed, cache=cache, progress=progress_bar("sensitivity"))
     finally:
         cache.close()
+    return dataclasses.replace(result, notes=tuple(f"measured on the normalised model: {c}" for c in norm.changes)
+                               + result.notes)
 
 
 def _latency(args: argparse.Namespace, report):

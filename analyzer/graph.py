@@ -29,6 +29,7 @@ class Quantization:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     axis: int = 0
+    details: str | None = None  # QuantizationDetails kind (e.g. BlockwiseQuantization: scales in a tensor)
 
     @property
     def per_channel(self) -> bool:
@@ -38,6 +39,8 @@ class Quantization:
         d: dict[str, Any] = {"scale": list(self.scale), "zero_point": list(self.zero_point)}
         if self.per_channel:
             d["axis"] = self.axis
+        if self.details:
+            d["details"] = self.details
         return d
 
 

@@ -163,7 +163,7 @@ class TargetTable:
 # -- constraints ----------------------------------------------------------------------
 
 _KINDS = {"version", "dtype", "rank", "dim", "const", "present", "num_inputs", "num_outputs",
-          "attr", "quantized", "per_channel", "same_shape", "static_shape", "when", "any_of"}
+          "attr", "quantized", "per_channel", "quant_axis", "same_shape", "static_shape", "when", "any_of"}
 
 
 def _select(sel: str, op: OpView) -> list[TensorView | None]:
@@ -234,7 +234,7 @@ def evaluate(c: Mapping[str, Any], op: OpView) -> list[Failure]:
         ok = _in_range(op.version, c)
         return [] if ok else [_fail(c, f"{op.op} version {op.version} is not supported "
                                        f"(needs version {_bounds(c)})")]
-    if kind in ("dtype", "rank", "dim", "const", "quantized", "per_channel", "static_shape"):
+    if kind in ("dtype", "rank", "dim", "const", "quantized", "per_channel", "quant_axis", "static_shape"):
         for t in _present(c.get("tensors", "all"), op):
             problem = _tensor_problem(kind, c, t)
             if problem:
@@ -287,11 +287,17 @@ def _tensor_problem(kind: str, c: Mapping[str, Any], t: TensorView) -> str | Non
         return None if t.const == want else ("must be constant" if want else "must not be constant")
     if kind == "quantized":
         want = bool(c.get("required", True))
-        has = t.quantization is not None and len(t.quantization.scale) > 0
+        has = t.quantization is not None and (len(t.quantization.scale) > 0 or bool(t.quantization.details))
         return None if has == want else ("must be quantized" if want else "must not be quantized")
     if kind == "per_channel":
         per_channel = t.quantization is not None and t.quantization.per_channel
         return None if (not per_channel or c.get("allowed", False)) else "is per-channel quantized (not supported)"
+    if kind == "quant_axis":
+        q = t.quantization
+        if q is None or not q.per_channel or not t.shape:
+            return None
+        return None if 0 <= q.axis < t.rank else (f"is quantized per channel on axis {q.axis}, outside its rank "
+                                                  f"{t.rank}")
     if kind == "static_shape":
         sig = t.shape_signature
         dims = sig[1:] if c.get("ignore_batch") and sig else sig

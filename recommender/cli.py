@@ -84,9 +84,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from analyzer.calibration import load
     from analyzer.output import check_outputs, write_atomic
     from analyzer.progress import progress_bar
+    from analyzer.readers.normalize import normalize
     from analyzer.report import analyze
     from analyzer.simulation.cache import ResultCache, default_directory
     from analyzer.simulation.rewrite import require_float
+    from analyzer.simulation.runner import require_runnable
     from recommender.pipeline import recommend
     from recommender.report import render, to_dict
     from search.cli import connect, search_settings
@@ -109,18 +111,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     report = analyze(args.model, "all", trust_model=args.trust_model, convert_timeout=args.convert_timeout)
     if report.graph is None:
         raise UsageError(f"{args.model}: the model did not convert to a .tflite")
-    require_float(report.graph)
-    data = load(args.data or args.data_fn, report.graph, samples=args.samples, seed=args.seed)
+    norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature
+    require_float(norm.graph)
+    require_runnable(norm.graph)
+    data = load(args.data or args.data_fn, norm.graph, samples=args.samples, seed=args.seed)
     if args.dry_run:
-        return _dry_run(args, report, data, settings, out)
+        return _dry_run(args, norm, data, settings, out)
 
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
     cluster = connect(args.dask, args.jobs) if args.dask else None
     try:
         rec = recommend(report, data, settings, metric_fn=args.metric_fn, cache=cache,
                         dask=cluster[0] if cluster else None, step=step,
-                        search_progress=progress_bar("search")(settings.budget, 0), training=training,
-                        source_path=args.model, trusted=args.trust_model)
+                        search_progress=progress_bar("search")(
+                            settings.budget if settings.budget and settings.budget < 10**9 else None, 0), training=training,
+                        source_path=args.model, trusted=args.trust_model, normalized=norm)
     finally:
         cache.close()
         for part in cluster or ():
@@ -172,12 +177,12 @@ def _stepper():
     return lambda text: print(f"recommend: {text}...", file=sys.stderr)
 
 
-def _dry_run(args, report, data, settings, out: str) -> int:
+def _dry_run(args, norm, data, settings, out: str) -> int:
     from tabulate import tabulate
 
     from search.engine import plan
 
-    p = plan(report.graph, report.graph.model_bytes(), data, settings, args.metric_fn)
+    p = plan(norm.graph, norm.model, data, settings, args.metric_fn)
     rows = [["model", args.model], ["layers searched", p["layers"]], ["configurations", f"{p['combinations']:.3g}"],
             ["metric", f"{p['metric']} (float {p['float_metric']:.4g})"],
             ["samples", f"{p['search_samples']} search / {p['holdout_samples']} held out"],
@@ -185,7 +190,7 @@ def _dry_run(args, report, data, settings, out: str) -> int:
             ["one-layer proxy evaluations", p["proxy_evaluations"]],
             ["evaluations expected", f"about {p['expected_evaluations']} (budget {p['budget'] if not p['minutes'] else str(p['minutes']) + ' min'})"],
             ["then", f"write {len(p['presets']) + 1} models, measure each on the held-out split"],
-            ["would write", out]]
+            ["would write", out]] + [["normalised", c] for c in norm.changes]
     sys.stdout.write(tabulate(rows, tablefmt="plain", disable_numparse=True) + "\n")
     return 0
 

@@ -111,9 +111,52 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
         model = _quantize(graph, model, recipe, calibration if any(c.activations != "float" for c in choices.values())
                           else None)
         model = _finite_scales(model)
+        check_written(graph, model, {i: c for i, c in choices.items() if not LayerChoice(c.weights, c.activations,
+                                                                                        c.block).is_float})
     if sparse_names:
         model, _ = sparsify(model, sparse_names)
     return Materialized(model, writers)
+
+
+_STORED = {"float16": ("float16",), "int8": ("int8",), "int4": ("int4", "int8"), "int2": ("int2", "int8")}
+
+
+def check_written(graph: LayerGraph, written: bytes, choices: Mapping[int, LayerChoice]) -> None:
+    """Raise UnsupportedModelError unless every layer of ``choices`` reads its weights in the
+    chosen precision in ``written`` (directly, or through a DEQUANTIZE of a constant): a
+    writer that silently leaves a layer float (it did not recognise the op) must not pass for
+    a compressed model. int4 / int2 may be stored as int8 holding the narrower levels."""
+    from analyzer.op_roles import QUANTIZED_WEIGHTS
+    from analyzer.readers.tflite import read_bytes
+
+    out = read_bytes(written, f"{graph.info.path} (written)")
+    sg = out.main
+    producers = out.producers(0)
+    by_output = {sg.tensors[t].name: la for la in sg.layers for t in la.outputs if t >= 0 and sg.tensors[t].name}
+    for i, choice in sorted(choices.items()):
+        layer = graph.main.layers[i]
+        want = _STORED.get(choice.weights)
+        positions = QUANTIZED_WEIGHTS.get(layer.op, {})
+        if want is None or not positions or not layer.outputs:
+            continue
+        name = graph.main.tensors[layer.outputs[0]].name
+        written_layer = by_output.get(name)
+        if written_layer is None:
+            raise UnsupportedModelError(f"layer {i} ({layer.op}): the written model has no op producing {name!r}")
+        for pos in positions:
+            if pos >= len(layer.inputs) or layer.inputs[pos] < 0 or not graph.main.tensors[layer.inputs[pos]].is_constant:
+                continue  # not a weight of the float model
+            if pos >= len(written_layer.inputs) or written_layer.inputs[pos] < 0:
+                continue
+            t = sg.tensors[written_layer.inputs[pos]]
+            if not t.is_constant:  # through a DEQUANTIZE of the stored constant
+                dq = producers.get(t.index)
+                if dq is None or dq.op != "DEQUANTIZE" or not sg.tensors[dq.inputs[0]].is_constant:
+                    continue  # not a weight in this model (an activation input)
+                t = sg.tensors[dq.inputs[0]]
+            if t.dtype not in want:
+                raise UnsupportedModelError(
+                    f"layer {i} ({layer.op}): asked for {choice.weights} weights, the writer left them {t.dtype}")
 
 
 def _finite_scales(model: bytes) -> bytes:

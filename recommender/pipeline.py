@@ -22,6 +22,7 @@ from typing import Any
 from analyzer.calibration import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.graph import LayerGraph
+from analyzer.readers.normalize import Normalized, normalize
 from analyzer.report import AnalysisReport
 from recommender.advice import Advice, advise
 from recommender.materialize import materialize
@@ -185,7 +186,8 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
 def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
               cache=None, dask=None, step: Callable[[str], None] = lambda s: None,
               search_progress: Callable[[int], None] | None = None, training=None,
-              source_path: str | None = None, trusted: bool = False) -> Recommendation:
+              source_path: str | None = None, trusted: bool = False,
+              normalized: Normalized | None = None) -> Recommendation:
     """Run steps 2-5 on an analyzed float model (``report.graph``) and its data; with
     ``training`` (a :class:`recommender.training.TrainingSettings`), also fine-tune the Keras
     source with pruning, clustering and (when post-training quantization falls short)
@@ -194,8 +196,8 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     from analyzer.latency.predictor import LatencyPredictor
     from analyzer.latency.profile import load as load_profile
 
-    graph: LayerGraph = report.graph
-    model = graph.model_bytes()
+    norm = normalized if normalized is not None else normalize(report.graph)
+    graph, model = norm.graph, norm.model
     seconds: dict[str, float] = {}
     search_kw = {"metric_fn": metric_fn, "cache": cache, "dask": dask}
     search_split, holdout = split(data, settings.holdout, settings.seed)
@@ -210,15 +212,20 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
 
     t0 = time.perf_counter()
     step("writing and measuring the uniform presets")
-    rows = [measurer.measure("float32", "the float model", model, predicted_bytes=result.float_bytes,
+    rows = [measurer.measure("float32", "the float model" + (" (normalised from the file given)" if norm.changed
+                                                             else ""), model, predicted_bytes=result.float_bytes,
                              estimated_metric=result.float_holdout_metric)]
-    notes: list[str] = []
+    notes: list[str] = [f"the model was normalised before the search: {c}" for c in norm.changes]
+    presets: list[_Variant] = []  # a uniform preset that holds and is smaller than the search's model wins
+    if norm.given_bytes != len(model):
+        rows.append(measurer.measure("as given", "the file given, as it is", report.graph.model_bytes()))
     for name, candidate in result.baselines.items():
         prefer = "dynamic" if name == "dynamic_range_int8" else "float"
         try:
             written = materialize(graph, model, candidate.config.choices, search_split, prefer=prefer)
             rows.append(measurer.measure(name, PRESETS[name][1], written.model, predicted_bytes=candidate.bytes,
                                          estimated_metric=candidate.holdout_metric, writers=written.writers))
+            presets.append(_Variant(result, rows[-1], written.model, candidate.config, graph))
         except WRITE_ERRORS as exc:  # a preset the writer refuses, or the interpreter will not run: a note
             notes.append(f"{name}: not written ({str(exc).splitlines()[0]})")
     if report.source is not None and source_path:  # a Keras / SavedModel source: the converter's recipes too
@@ -246,12 +253,19 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
         seconds["fine_tune"] = time.perf_counter() - t0
 
     holding = [v for v in variants if v.measured.metric >= floor and (v.result is None or v.result.best is not None)]
+    holding += [v for v in presets if v.measured.metric >= floor]
     met = bool(holding)
-    best = min(holding, key=lambda v: v.measured.bytes) if holding else ptq
-    if met and best.measured.bytes >= rows[0].bytes:  # compression does not pay on this model: keep it float
-        notes.append(f"no compressed model is smaller than the float one ({best.measured.bytes:,} >= "
-                     f"{rows[0].bytes:,} bytes): the recommendation is the float model")
-        best = _Variant(result, rows[0], model, CompressionConfig({}, "float32"), graph)
+    preset_ids = {id(v) for v in presets}
+    best = min(holding, key=lambda v: (v.measured.bytes, id(v) in preset_ids)) if holding else ptq
+    if id(best) in preset_ids:
+        notes.append(f"the uniform preset {best.measured.name} holds the floor and is the smallest written model: "
+                     "it is the recommendation")
+    smallest_given = min(rows[0].bytes, norm.given_bytes)
+    if met and best.measured.bytes >= smallest_given:  # nothing that holds is smaller than what the user has
+        met = False
+        notes.append(f"no written model that holds the floor is smaller than the file given ({best.measured.bytes:,} "
+                     f">= {smallest_given:,} bytes)")
+        notes += _layer_reasons(result, graph)
     if len(variants) > 1:
         rows += [v.measured for v in variants]
     chosen = replace(best.measured, name="recommended" if met else "best effort")
@@ -268,6 +282,23 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     return Recommendation(graph.info.path, met, result, tuple(rows), chosen, best.model, checks(chosen),
                           tuple(advice), _layers(best.graph, best.result or result, best.config, chosen), seconds,
                           tuple(notes))
+
+
+def _layer_reasons(result: SearchResult, graph: LayerGraph, limit: int = 12) -> list[str]:
+    """Why compression does not pay, layer by layer: the output SQNR with int8 (or the
+    cheapest measured part) alone on each layer, weakest first."""
+    names = {la.index: la.name for la in graph.main.layers}
+    rows = []
+    for layer, parts in result.layer_sqnr_db.items():
+        label = "int8" if "int8" in parts else min(parts, key=lambda k: parts[k], default=None)
+        if label is not None:
+            rows.append((parts[label], layer, label))
+    rows.sort()
+    out = [f"layer {layer} ({names.get(layer, '?')}): {label} alone gives {db:.1f} dB output SQNR"
+           for db, layer, label in rows[:limit]]
+    if len(rows) > limit:
+        out.append(f"... and {len(rows) - limit} more layers (JSON: layers[].sqnr_db)")
+    return out
 
 
 def _dynamic_kernels(ptq: _Variant, data: Dataset, settings: SearchSettings, measurer: Measurer,

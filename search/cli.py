@@ -8,11 +8,13 @@ every evaluation, so a rerun resumes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from analyzer.errors import UsageError
+from analyzer.simulation.metrics import BUILTIN_METRICS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +43,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                        "SQNR in dB without labels)")
     floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
     p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
-    p.add_argument("--budget", default="300", help="evaluations, proxies included (default: 300), or minutes of "
-                   "wall-clock time with an m suffix (e.g. 20m)")
+    p.add_argument("--budget", default="auto", help="evaluations, proxies included (default: auto, scaled to the "
+                   "model: every one-layer measurement, the bisection and two greedy trials per layer), or minutes "
+                   "of wall-clock time with an m suffix (e.g. 20m); each layer is always tried at int8 alone")
     p.add_argument("--strategy", choices=("milp", "evolution", "both"), default="milp",
                    help="integer program on additive proxies (default), evolution over whole configurations "
                         "(for models where the proxy misleads), or both, evolution using what the program leaves "
@@ -58,6 +61,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    "(issue 6's predictor; 1 thread, XNNPACK)")
     p.add_argument("--latency-profile", metavar="FILE", help="device profile for --max-latency (default: shipped)")
     p.add_argument("--metric-fn", metavar="MODULE:FUNCTION", help="function(outputs, labels) -> float, higher is better")
+    p.add_argument("--metric", choices=tuple(BUILTIN_METRICS), help="a built-in metric instead: accuracy (needs "
+                   "labels), or without labels top-1 agreement with the float model (classifiers), output SQNR in "
+                   "dB, or cosine similarity (default: accuracy with labels, else sqnr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--dask", metavar="ADDRESS", help="run evaluations on a Dask cluster: a scheduler address "
@@ -74,6 +80,7 @@ def search_settings(args: argparse.Namespace):
     from search.engine import SearchSettings
 
     evaluations, minutes = _budget(args.budget)
+    args.metric_fn = metric_spec(args)
     return SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
                           budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout,
                           sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
@@ -82,8 +89,18 @@ def search_settings(args: argparse.Namespace):
                           latency_profile=args.latency_profile)
 
 
-def _budget(text: str) -> tuple[int, float | None]:
-    """``"300"`` -> 300 evaluations; ``"20m"`` -> 20 minutes (evaluations then unbounded)."""
+def metric_spec(args: argparse.Namespace) -> str | None:
+    """The metric of ``--metric`` or ``--metric-fn`` (not both), as the evaluators take it."""
+    if getattr(args, "metric", None) and args.metric_fn:
+        raise UsageError("give --metric or --metric-fn, not both")
+    return args.metric_fn or getattr(args, "metric", None)
+
+
+def _budget(text: str) -> tuple[int | None, float | None]:
+    """``"auto"`` -> scaled to the model; ``"300"`` -> 300 evaluations; ``"20m"`` -> 20 minutes
+    (evaluations then unbounded)."""
+    if text == "auto":
+        return None, None
     try:
         if text.endswith("m"):
             minutes = float(text[:-1])
@@ -125,9 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.calibration import load
     from analyzer.output import check_outputs, write_atomic
     from analyzer.progress import progress_bar
+    from analyzer.readers.normalize import normalize
     from analyzer.report import analyze
     from analyzer.simulation.cache import ResultCache, default_directory
     from analyzer.simulation.rewrite import require_float
+    from analyzer.simulation.runner import require_runnable
     from search.engine import search
     from search.report import render
 
@@ -138,14 +157,18 @@ def run(args: argparse.Namespace) -> int:
     report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout)
     if report.graph is None:
         raise UsageError(f"{args.model}: the model did not convert to a .tflite to search")
-    require_float(report.graph)
-    data = load(args.data or args.data_fn, report.graph, samples=args.samples, seed=args.seed)
+    norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature
+    require_float(norm.graph)
+    require_runnable(norm.graph)
+    data = load(args.data or args.data_fn, norm.graph, samples=args.samples, seed=args.seed)
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))
     cluster = connect(args.dask, args.jobs) if args.dask else None
     try:
-        bar = progress_bar("search")(settings.budget, 0)
-        result = search(report.graph, report.graph.model_bytes(), data, settings, metric_fn=args.metric_fn,
+        bar = progress_bar("search")(settings.budget if settings.budget and settings.budget < 10**9 else None, 0)
+        result = search(norm.graph, norm.model, data, settings, metric_fn=args.metric_fn,
                         cache=cache, progress=bar, dask=cluster[0] if cluster else None)
+        result = dataclasses.replace(result, notes=tuple(f"searched the normalised model: {c}" for c in norm.changes)
+                                     + result.notes)
     finally:
         cache.close()
         if cluster:

@@ -39,7 +39,7 @@ class SearchSettings:
     floor: float | None = None
     floor_relative: float | None = None
     target: str = "cpu"
-    budget: int = 300  # evaluations, proxies included
+    budget: int | None = None  # evaluations, proxies included; None: scaled to the model (auto_budget)
     seed: int = 0
     holdout: float = 0.4
     sparsity: bool = True
@@ -155,12 +155,13 @@ class _Run:
         self.hold = Evaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
                                     metric_fn, threads=max(1, settings.jobs)), graph)
         if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
-            raise UsageError("--floor-relative needs labels in the data or --metric-fn; without them give --floor as "
-                             "an output SQNR in dB")
+            raise UsageError("--floor-relative is a fraction of the float model's own score, which output SQNR does "
+                             "not have: give --floor in dB, or --metric agreement|cosine (or labels, or --metric-fn)")
         self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity,
                                         restrict=dict(settings.restrict))
         self.evaluations = 0
         self.cached = 0
+        self.budget = settings.budget if settings.budget is not None else auto_budget(self.space, settings)
         self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
         self.latency: tuple[dict[int, list[float]], float] | None = None
@@ -216,7 +217,7 @@ class _Run:
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return 0
-        return self.settings.budget - self.evaluations
+        return self.budget - self.evaluations
 
 
 def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
@@ -246,7 +247,14 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                 baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
         best = None
         if "milp" in settings.strategies:
-            part_results = r.run_tasks(r.ev, proxy.tasks(r.space))
+            first, rest = proxy.essential(r.space, proxy.tasks(r.space))
+            part_results = r.run_tasks(r.ev, first)  # each layer at int8 alone, whatever the budget
+            room = max(0, r.budget_left() - settings.bisect_steps - 2)
+            if rest and room:
+                part_results.update(r.run_tasks(r.ev, rest[:room]))
+            if len(rest) > room:
+                notes.append(f"the budget allowed {room} of {len(rest)} further one-layer measurements: options "
+                             "not measured were left out (a larger --budget searches them)")
             layer_sqnr = proxy.sqnr_by_layer(part_results)
             costs = proxy.costs(r.space, part_results)
             best = _bisect(r, costs, floor)
@@ -287,7 +295,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     if settings.minutes and time.perf_counter() - start >= settings.minutes * 60:
         notes.append(f"the time budget ({settings.minutes:g} min) ran out")
     elif r.budget_left() <= 0:
-        notes.append(f"the evaluation budget ({settings.budget}) ran out")
+        notes.append(f"the evaluation budget ({r.budget}) ran out")
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
                         r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
@@ -295,10 +303,18 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                         layer_sqnr)
 
 
+def auto_budget(space: Space, settings: SearchSettings) -> int:
+    """The default budget: every preset (search and held-out split), every one-layer
+    proxy, the bisection, and two greedy trials per layer, plus a margin for held-out checks."""
+    proxies = len(proxy.tasks(space)) if "milp" in settings.strategies else 0
+    evolution = 8 * 8 if "evolution" in settings.strategies else 0
+    return 2 * len(PRESETS) + proxies + settings.bisect_steps + 2 * len(space.layers) + evolution + 20
+
+
 def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
     """The largest noise budget whose integer-program solution meets the floor (log bisection)."""
-    total = sum(max(c) for c in costs.values())
-    positive = [v for c in costs.values() for v in c if v > 0]
+    total = sum(max((v for v in c if not math.isnan(v)), default=0.0) for c in costs.values())
+    positive = [v for c in costs.values() for v in c if v > 0]  # NaN (not measured) compares False
     if not positive:
         return None
     lo, hi = math.log(min(positive) / 2), math.log(total * 1.01)
@@ -341,7 +357,7 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
             now_cost = costs[ls.layer][k_now] if k_now is not None else 0.0
             for k, o in enumerate(ls.options):
                 saved = now_bytes - o.bytes
-                if saved > 0:
+                if saved > 0 and not math.isnan(costs[ls.layer][k]):
                     moves.append(((costs[ls.layer][k] - now_cost) / saved, ls.layer, o.choice))
         for _, layer, choice in sorted(moves, key=lambda m: m[0])[:max(1, min(6, r.budget_left() - 1))]:
             trial = {**current, layer: choice}
@@ -355,7 +371,10 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
 
 
 def _feasible(r: _Run, c: Candidate, floor: float) -> bool:
-    return c.metric >= floor and (r.settings.max_latency_us is None or c.latency_us <= r.settings.max_latency_us)
+    """Meets the floor (and the latency budget), and is smaller than the float model: the
+    float model itself is never an answer."""
+    return c.metric >= floor and c.bytes < r.space.size({}) and (
+        r.settings.max_latency_us is None or c.latency_us <= r.settings.max_latency_us)
 
 
 def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patience: int = 4) -> Candidate | None:
@@ -418,7 +437,7 @@ def plan(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetting
     first = 2 * len(presets) + proxies
     return {"layers": len(r.space.layers), "combinations": r.space.combinations(), "presets": presets,
             "proxy_evaluations": proxies, "preset_evaluations": 2 * len(presets),
-            "budget": settings.budget, "minutes": settings.minutes,
-            "expected_evaluations": min(settings.budget, first + settings.bisect_steps + 2 * len(r.space.layers) + 8),
+            "budget": r.budget, "minutes": settings.minutes,
+            "expected_evaluations": min(r.budget, first + settings.bisect_steps + 2 * len(r.space.layers) + 8),
             "search_samples": len(r.search_data), "holdout_samples": len(r.holdout_data),
             "metric": r.ev.metric.name, "float_metric": r.ev.baseline().metric}

@@ -32,12 +32,15 @@ def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequen
         rows.append(row)
         lower.append(1)
         upper.append(1)
+    allowed = np.ones(n)
     for cost, budget in zip(costs, budgets):
-        rows.append(np.array([cost[ls.layer][k] for ls, k in index], dtype=float))
+        row = np.array([cost[ls.layer][k] for ls, k in index], dtype=float)
+        allowed[np.isnan(row)] = 0  # an option not measured is never picked
+        rows.append(np.nan_to_num(row, nan=0.0))
         lower.append(-np.inf)
         upper.append(budget)
     res = milp(c, constraints=LinearConstraint(np.array(rows), lower, upper), integrality=np.ones(n),
-               bounds=Bounds(0, 1), options={"time_limit": 30})
+               bounds=Bounds(0, allowed), options={"time_limit": 30})
     if res.x is None:
         return None
     chosen = {}

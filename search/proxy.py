@@ -9,6 +9,8 @@ for real; the proxy only ranks.
 
 from __future__ import annotations
 
+import math
+
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.evaluator import Task
 from search.space import Space
@@ -35,6 +37,27 @@ def tasks(space: Space) -> list[Task]:
     return list(seen.values())
 
 
+def essential(space: Space, all_tasks: list[Task]) -> tuple[list[Task], list[Task]]:
+    """(the parts every search measures, the rest): per layer, int8 weights alone (or, for a
+    layer without weights, int8 activations alone; else its smallest option's parts), so a
+    search never stops before it has tried each layer at int8 alone."""
+    first = set()
+    for ls in space.layers:
+        keys = {("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
+                for o in ls.options for p in parts(o.choice)}
+        for want in (LayerChoice("int8"), LayerChoice("float32", "int8")):
+            key = ("part", ls.layer, want.weights, want.activations, want.block, want.sparsity)
+            if key in keys:
+                first.add(key)
+                break
+        else:
+            smallest = min((o for o in ls.options if parts(o.choice)), key=lambda o: o.bytes, default=None)
+            if smallest is not None:
+                first.update(("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
+                             for p in parts(smallest.choice))
+    return [t for t in all_tasks if t.key in first], [t for t in all_tasks if t.key not in first]
+
+
 def part_label(p: LayerChoice) -> str:
     """``int4``, ``int4/b32``, ``act int8``, ``sparsity 50%``: one part of an option."""
     if p.weights != "float32":
@@ -59,8 +82,13 @@ def noise(score: dict) -> float:
 
 
 def costs(space: Space, results: dict) -> dict[int, list[float]]:
+    """layer -> each option's summed part noise; NaN for an option with a part that was not
+    measured (a budget too small for every proxy), which the integer program never picks."""
     out = {}
     for ls in space.layers:
-        out[ls.layer] = [sum(noise(results["part", ls.layer, p.weights, p.activations, p.block, p.sparsity])
-                             for p in parts(o.choice)) for o in ls.options]
+        row = []
+        for o in ls.options:
+            keys = [("part", ls.layer, p.weights, p.activations, p.block, p.sparsity) for p in parts(o.choice)]
+            row.append(sum(noise(results[k]) for k in keys) if all(k in results for k in keys) else math.nan)
+        out[ls.layer] = row
     return out

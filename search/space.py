@@ -113,7 +113,8 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
                 if w is None and ap == "float" and "float" not in t["activations"]:
                     continue
                 blocks = [b for b in t.get("blocks", [0]) if b == 0 or (
-                    wp in limits.get("block_weights", ()) and layer.op in limits.get("blocks", ()) and ap == "float")]
+                    wp in limits.get("block_weights", ()) and layer.op in limits.get("blocks", ()) and ap == "float"
+                    and _blocks_fit(w, b))]
                 # sparsity where the written model keeps the pruned weights sparse (smaller file)
                 levels = t["sparsity"] if (w is not None and sparsity and storable(LayerChoice(wp, ap))) else [0.0]
                 for block in blocks:
@@ -132,6 +133,12 @@ def build_space(graph: LayerGraph, rewriter: Rewriter, target: str = "cpu", *, s
     return Space(target, tuple(layers), fixed)
 
 
+def _blocks_fit(w, block: int) -> bool:
+    """Blocks run along each weight tensor's input (last) dimension, which they must divide:
+    ai-edge-quantizer refuses the rest."""
+    return all(shape and shape[-1] % block == 0 for _, _, shape, _ in w.tensors)
+
+
 def uniform(space: Space, choice: LayerChoice) -> dict[int, LayerChoice]:
     """``choice`` for every layer that offers it (weights-only choices applied to weighted
     layers; activation choices to every layer that offers them)."""
@@ -142,6 +149,6 @@ def uniform(space: Space, choice: LayerChoice) -> dict[int, LayerChoice]:
             out[ls.layer] = choice
         else:
             act_only = LayerChoice("float32", choice.activations)
-            if act_only in offered:
+            if act_only in offered and act_only != LayerChoice():  # float32 everywhere is not the preset
                 out[ls.layer] = act_only
     return out

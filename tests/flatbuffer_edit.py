@@ -171,3 +171,97 @@ def corrupt(data: bytes, what: str) -> bytes:
     else:
         raise ValueError(what)
     return pack(model)
+
+
+def published(data: bytes, what: str) -> bytes:
+    """A copy of a model in a form published files take, which today's converter no longer
+    writes: ``old_converter`` (op codes only in the int8 ``deprecated_builtin_code``, no
+    signature), ``no_signature``."""
+    model = unpack(data)
+    if what == "old_converter":
+        for oc in model.operatorCodes:
+            code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
+            if code >= 127:
+                raise ValueError("an older converter could not store op code {code}")
+            oc.builtinCode, oc.deprecatedBuiltinCode = 0, code
+        model.signatureDefs = []
+    elif what == "no_signature":
+        model.signatureDefs = []
+    else:
+        raise ValueError(what)
+    return pack(model)
+
+
+def scalar_reshape_model() -> bytes:
+    """x [1, 4] -> FULLY_CONNECTED (4 -> 1) -> RESHAPE to a scalar, the shape input a
+    zero-element constant with an empty buffer (as published audio models have it)."""
+    model = fb.ModelT()
+    model.version = 3
+    codes = []
+    for code in (fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.RESHAPE):
+        oc = fb.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
+        codes.append(oc)
+    model.operatorCodes = codes
+    weights = fb.BufferT()
+    weights.data = np.arange(1, 5, dtype=np.float32).view(np.uint8)
+    model.buffers = [fb.BufferT(), weights, fb.BufferT()]
+    sg = fb.SubGraphT()
+    sg.tensors = [_tensor("x", [1, 4]), _tensor("dense/weights", [1, 4], buffer=1), _tensor("dense", [1, 1]),
+                  _tensor("empty_shape", [0], buffer=2), _tensor("score", [])]
+    sg.tensors[3].type = fb.TensorType.INT32
+    fc, reshape = fb.OperatorT(), fb.OperatorT()
+    fc.opcodeIndex, fc.inputs, fc.outputs = 0, [0, 1, -1], [2]
+    fc.builtinOptionsType, fc.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT()
+    reshape.opcodeIndex, reshape.inputs, reshape.outputs = 1, [2, 3], [4]
+    sg.operators, sg.inputs, sg.outputs = [fc, reshape], [0], [4]
+    model.subgraphs = [sg]
+    return pack(model)
+
+
+def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
+    """A float32 FULLY_CONNECTED chain (tanh between layers) with random weights, e.g.
+    ``[30, 16, 2]`` for a tabular classifier on 30 features (no converter needed)."""
+    rng = np.random.default_rng(seed)
+    model = fb.ModelT()
+    model.version = 3
+    codes = []
+    for code in (fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.TANH):
+        oc = fb.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
+        codes.append(oc)
+    model.operatorCodes = codes
+    model.buffers = [fb.BufferT()]
+    sg = fb.SubGraphT()
+    sg.tensors, sg.operators = [_tensor("x", [1, sizes[0]])], []
+    current = 0
+    for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        for name, shape, scale in ((f"dense_{k}/kernel", [n_out, n_in], 1 / np.sqrt(n_in)),
+                                   (f"dense_{k}/bias", [n_out], 0.1)):
+            buf = fb.BufferT()
+            buf.data = (rng.normal(size=shape) * scale).astype(np.float32).view(np.uint8).reshape(-1)
+            model.buffers.append(buf)
+            sg.tensors.append(_tensor(name, shape, buffer=len(model.buffers) - 1))
+        sg.tensors.append(_tensor(f"dense_{k}", [1, n_out]))
+        fc = fb.OperatorT()
+        fc.opcodeIndex, fc.inputs, fc.outputs = 0, [current, len(sg.tensors) - 3, len(sg.tensors) - 2], \
+            [len(sg.tensors) - 1]
+        fc.builtinOptionsType, fc.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT()
+        sg.operators.append(fc)
+        current = len(sg.tensors) - 1
+        if k < len(sizes) - 2:
+            sg.tensors.append(_tensor(f"tanh_{k}", [1, n_out]))
+            act = fb.OperatorT()
+            act.opcodeIndex, act.inputs, act.outputs = 1, [current], [len(sg.tensors) - 1]
+            sg.operators.append(act)
+            current = len(sg.tensors) - 1
+    sg.inputs, sg.outputs = [0], [current]
+    model.subgraphs = [sg]
+    if signature:
+        sig = fb.SignatureDefT()
+        sig.signatureKey, sig.subgraphIndex = "serving_default", 0
+        sig.inputs, sig.outputs = [fb.TensorMapT()], [fb.TensorMapT()]
+        sig.inputs[0].name, sig.inputs[0].tensorIndex = "x", 0
+        sig.outputs[0].name, sig.outputs[0].tensorIndex = "output_0", current
+        model.signatureDefs = [sig]
+    return pack(model)

@@ -118,13 +118,15 @@ def test_prediction(models, quick_profile):
     assert {r.method for r in f16.layers if r.op == "DEQUANTIZE"} == {"folded"}
 
 
-def test_shipped_profile_is_in_the_right_range(models):
-    """Not an accuracy test (the machine is shared): the shipped profile loads and predicts
-    the demo MobileNetV2 within a factor of 3 of what it measures here."""
+def test_shipped_profile_predicts_every_layer(models):
+    """The shipped profile loads and predicts every op of the demo MobileNetV2, larger models
+    slower. How close it comes to this machine's timing is a benchmark figure
+    (benchmarks/bench_latency.py), never a test: it depends on the machine."""
+    predictor = LatencyPredictor(load())
     graph = read(models["demo_mobilenet_v2"])
-    predicted = predict_latency(graph, LatencyPredictor(load())).total_us
-    measured = time_model(graph.model_bytes(), budget_s=0.3).median_us
-    assert measured / 3 < predicted < measured * 3
+    res = predict_latency(graph, predictor)
+    assert len(res.layers) == len(graph.main.layers) and all(r.latency_us >= 0 for r in res.layers)
+    assert res.total_us > predict_latency(read(models["float_cnn"]), predictor).total_us > 0
 
 
 @pytest.mark.parametrize("content,message", [

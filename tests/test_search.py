@@ -133,7 +133,7 @@ def test_cli(models, tmp_path):
     rc, out, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--floor", "149",
                            "--budget", "40", "--no-cache", "--no-sparsity")
     assert rc == 1 and "no configuration met the floor" in err and "best effort" in out
-    for args, message in ((("--floor-relative", "0.99"), "needs labels"),
+    for args, message in ((("--floor-relative", "0.99"), "output SQNR does not have"),
                           (("--floor", "30", "--target", "tpu"), "invalid choice"),
                           (("--floor", "30", "--weights", "int3"), "none of it runs on cpu")):
         rc, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--no-cache", *args)
@@ -195,6 +195,6 @@ def test_time_budget(cnn):
     assert any("time budget" in n for n in res.notes) and res.evaluations < 40
     from search.cli import _budget
 
-    assert _budget("20m") == (10**9, 20.0) and _budget("300") == (300, None)
+    assert _budget("20m") == (10**9, 20.0) and _budget("300") == (300, None) and _budget("auto") == (None, None)
     with pytest.raises(UsageError, match="--budget"):
         _budget("soon")

@@ -239,12 +239,14 @@ class _Reader:
 
     def check_dataflow(self, sg: int, tensors: tuple[Tensor, ...], inputs: tuple[int, ...],
                        ops: list[dict[str, Any]]) -> None:
-        """Every op input must exist before the op runs: a graph input, a constant, a variable,
-        or the output of an earlier op. (A cycle would make partitioning loop forever.)"""
+        """No op may read a tensor that a later op writes (a cycle, which would make
+        partitioning loop forever). A tensor no op writes is allowed, as LiteRT allows it:
+        an empty constant, or a buffer the runtime allocates (a compiled NPU op's scratch)."""
         ready = set(inputs)
+        written = {t for op in ops for t in op["outputs"] if t >= 0}
         for op in ops:
             for t in op["inputs"]:
-                if t >= 0 and t not in ready and tensors[t].buffer is None and not tensors[t].is_variable:
+                if t >= 0 and t not in ready and t in written:
                     raise self.fail(f"subgraph {sg} operator {op['index']} ({op['op']}) reads tensor {t} "
                                     "before any operator writes it")
             ready.update(t for t in op["outputs"] if t >= 0)
@@ -261,6 +263,8 @@ class _Reader:
         b = t.Buffer()
         self.index(b, len(buffers), "buffer", f"subgraph {sg} tensor {i}") if b else None
         ref = buffers[b] if b else None
+        if b and ref is None and 0 in shape:  # an empty constant (e.g. a scalar's shape): LiteRT takes it
+            ref = BufferRef(0, 0)
         ext = t.ExternalBuffer()
         if ext:
             if ext not in self.external:
@@ -281,8 +285,8 @@ class _Reader:
         scale = _floats(q.ScaleAsNumpy())
         if not len(scale):
             details = q.DetailsType()
-            if details:
-                return Quantization((), (), 0)  # blockwise / custom: parameters live elsewhere
+            if details:  # blockwise / custom: parameters live elsewhere
+                return Quantization((), (), 0, _QUANT_DETAILS.get(details, str(details)))
             return None
         zp = _ints(q.ZeroPointAsNumpy())
         return Quantization(tuple(float(s) for s in scale), tuple(int(z) for z in zp),

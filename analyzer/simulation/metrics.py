@@ -3,8 +3,9 @@
 With labels, the primary metric is top-1 accuracy of the first output; ``--metric-fn
 module:function`` replaces it with ``function(outputs, labels) -> float`` (``outputs``: one
 array per model output, samples along axis 0; ``labels`` may be None; higher is better).
-Without labels the primary metric is output SQNR against the float model. Fidelity (top-1
-agreement, SQNR, cosine similarity, MSE against the float outputs) is always measured.
+Without labels the primary metric is output SQNR against the float model, or (``--metric``)
+top-1 agreement or cosine similarity with it. Fidelity (top-1 agreement, SQNR, cosine
+similarity, MSE against the float outputs) is always measured.
 """
 
 from __future__ import annotations
@@ -63,19 +64,40 @@ def fidelity(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> 
             "sqnr_db": sqnr_db(ref, out), "cosine": float(cos.mean()), "mse": float(((ref - out) ** 2).mean())}
 
 
+# ``--metric NAME``: the built-in primary metrics, by the name reported. Label-free ones
+# compare with the float model's outputs; "relative" says whether the float model's own
+# score is a finite reference (so --floor-relative means a fraction of it).
+BUILTIN_METRICS = {
+    "accuracy": {"name": "accuracy", "relative": True},
+    "agreement": {"name": "top1_agreement", "relative": True},
+    "cosine": {"name": "cosine", "relative": True},
+    "sqnr": {"name": "sqnr_db", "relative": False},
+}
+
+
 class Metric:
-    """The primary metric of a run: accuracy, a user function, or output SQNR."""
+    """The primary metric of a run: accuracy, a user function, or fidelity to the float model.
+
+    ``spec`` is ``module:function`` (a user metric), a name from :data:`BUILTIN_METRICS`, or
+    None (accuracy with labels, else output SQNR). Raises MetricError for accuracy without
+    labels or a user function that cannot be imported."""
 
     def __init__(self, labels: np.ndarray | None, fn_spec: str | None = None) -> None:
         self.labels = labels
         self.fn_spec = fn_spec
-        self.fn: Callable | None = load_metric_fn(fn_spec) if fn_spec else None
-        self.name = fn_spec.partition(":")[2] if fn_spec else ("accuracy" if labels is not None else "sqnr_db")
+        self.kind = fn_spec if fn_spec in BUILTIN_METRICS else None
+        if fn_spec is None:
+            self.kind = "accuracy" if labels is not None else "sqnr"
+        if self.kind == "accuracy" and labels is None:
+            raise MetricError("--metric accuracy needs labels (an array y) in the data")
+        self.fn: Callable | None = load_metric_fn(fn_spec) if self.kind is None else None
+        self.name = BUILTIN_METRICS[self.kind]["name"] if self.kind else fn_spec.partition(":")[2]
 
     @property
     def is_task_metric(self) -> bool:
-        """True for accuracy or a user metric; False for fidelity to the float model."""
-        return self.fn is not None or self.labels is not None
+        """True when the float model's own score is a finite reference: accuracy, a user
+        metric, top-1 agreement or cosine similarity; False for output SQNR."""
+        return self.kind is None or BUILTIN_METRICS[self.kind]["relative"]
 
     def identity(self) -> str:
         """What the metric is, for cache keys: the function's source code included."""
@@ -94,10 +116,10 @@ class Metric:
     def primary(self, outputs: Sequence[np.ndarray], fid: dict[str, float]) -> float:
         if self.fn is not None:
             return _call(self.fn_spec, self.fn, list(outputs), self.labels)
-        if self.labels is not None:
+        if self.kind == "accuracy":
             first = outputs[0].reshape(len(outputs[0]), -1)
             return float((first.argmax(axis=1) == self.labels).mean())
-        return fid["sqnr_db"]
+        return fid[self.name]
 
 
 def load_metric_fn(spec: str) -> Callable:

@@ -18,6 +18,24 @@ from analyzer.calibration import Dataset, ModelInput, model_inputs
 from analyzer.graph import LayerGraph
 
 
+def require_runnable(graph: LayerGraph) -> None:
+    """Raise UnsupportedModelError, naming the op, when the stock LiteRT interpreter cannot
+    load ``graph`` (a custom op it has no kernel for, a Flex op, an op version it lacks):
+    every evaluation runs the model, so none can start. Static analysis still holds."""
+    from analyzer.compatibility import analyze_compatibility
+    from analyzer.errors import UnsupportedModelError
+
+    (cpu,) = analyze_compatibility(graph, ["cpu"]).targets
+    if cpu.ok:
+        return
+    first = cpu.unsupported[0]
+    why = first.failures[0].reason if first.failures else "not supported"
+    more = f" (and {len(cpu.unsupported) - 1} more ops)" if len(cpu.unsupported) > 1 else ""
+    raise UnsupportedModelError(
+        f"{graph.info.path}: the LiteRT interpreter cannot run subgraph {first.subgraph} op {first.index} "
+        f"({first.op}): {why}{more}; evaluation needs it (the static analysis, `analyze` without --data, still works)")
+
+
 class Runner:
     """Runs models built from ``graph`` over ``data``. ``delegates=False`` keeps XNNPACK out
     (needed to read intermediate tensors); ``threads`` is the interpreter's thread count."""
@@ -70,12 +88,15 @@ class Runner:
     def outputs(self, model: bytes) -> list[np.ndarray]:
         """Each model output over all samples (stacked along the batch axis), as float32."""
         chunks: list[list[np.ndarray]] = []
-        for it, _ in self.invocations(model):
+        for it, sl in self.invocations(model):
             details = it.get_output_details()
             if not chunks:
                 chunks = [[] for _ in details]
             for k, d in enumerate(details):
-                chunks[k].append(_dequantized(it.get_tensor(d["index"]), d))
+                a = _dequantized(it.get_tensor(d["index"]), d)
+                if a.ndim == 0 or (sl.stop - sl.start == 1 and a.shape[0] != 1):
+                    a = a[None]  # an output without a batch axis (a scalar score): one per sample
+                chunks[k].append(a)
         return [np.concatenate(c) for c in chunks]
 
     def compare(self, model: bytes, pairs: Mapping[int, tuple[int, int]],
