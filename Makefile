@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD := build
 
-.PHONY: install demo demo-analyze test bench clean mct-venv
+.PHONY: install demo demo-analyze test bench corpus bench-corpus clean mct-venv
 
 install: $(STAMP)
 
@@ -41,6 +41,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_recommend.py
+
+# The real-model corpus (benchmarks/corpus): wheels from the registry, files of repository
+# snapshots (a mirror folder, see benchmarks/corpus/README.md); a source that is not here is
+# reported and skipped. Then the yardstick over every model (about an hour on 2 cores).
+corpus: $(STAMP)
+	-$(PY) benchmarks/corpus/fetch.py
+
+bench-corpus: corpus
+	$(PY) benchmarks/bench_corpus.py --json build/bench_corpus.json
 
 # Model Compression Toolkit for bench_search.py's peer column: its own venv (MCT 2.6 runs on
 # PyTorch here; its Keras path needs TensorFlow <= 2.15). Large: PyTorch and its wheels.

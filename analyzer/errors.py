@@ -45,3 +45,7 @@ class CalibrationDataError(AnalyzerError, ValueError):
 
 class MetricError(AnalyzerError, ValueError):
     """A user metric function that cannot be imported, raises, or returns a non-number."""
+
+
+class InterpreterError(AnalyzerError, RuntimeError):
+    """The LiteRT interpreter refused to prepare or run the model (the model's fault, not ours)."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
     from analyzer.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"  # 1.3: quantization.details (blockwise)
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per recommend run (default 1200)")
     ap.add_argument("--json", help="also write every row as JSON to this file")
     args = ap.parse_args()
-    models = load_manifest()["models"]
+    models = sorted(load_manifest()["models"], key=lambda m: m["size"])  # small first: partial runs say most
     if args.only:
         wanted = set(args.only.split(","))
         models = [m for m in models if m["name"] in wanted]

@@ -7,13 +7,13 @@ from typing import Any
 
 from analyzer.html_report import CSS, escape, svg, table
 from analyzer.simulation.choices import WEIGHT_BITS
-from recommender.report import BASELINE_HEADERS, LAYER_HEADERS, baseline_rows, layer_rows
+from recommender.report import BASELINE_HEADERS, LAYER_HEADERS, baseline_rows, layer_rows, size_phrase
 
 
 
 def render_html(d: dict[str, Any]) -> str:
     rec = d["recommended"]
-    verdict = (f"Recommended: {rec['bytes']:,} bytes ({rec['bytes'] / d['baselines'][0]['bytes']:.1%} of float), "
+    verdict = (f"Recommended: {rec['bytes']:,} bytes ({size_phrase(d, rec['bytes'])}), "
                f"held-out {escape(d['metric'])} {rec['metric']:.4g} (floor {d['holdout_floor']:.4g})" if d["met"] else
                f"No configuration holds the floor ({d['holdout_floor']:.4g}); best effort {rec['bytes']:,} bytes at "
                f"{rec['metric']:.4g}")

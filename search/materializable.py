@@ -27,6 +27,16 @@ def _policy() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in doc["ops_per_config"].items()}
 
 
+@lru_cache(maxsize=None)
+def registered_ops(algorithm: str) -> frozenset[str]:
+    """The ops ai-edge-quantizer has an implementation of ``algorithm`` for (its algorithm
+    manager's registry: the policy table alone lists ops some algorithms cannot write, e.g.
+    UNIDIRECTIONAL_SEQUENCE_LSTM for float casting)."""
+    from litert_quantizer import algorithm_manager
+
+    return frozenset(str(getattr(o, "value", o)) for o in algorithm_manager.get_supported_ops(algorithm))
+
+
 def aeq_op_name(op: str) -> str:
     """The op's name in ai-edge-quantizer's recipes and policy."""
     return _AEQ_OP_NAMES.get(op, op)
@@ -39,7 +49,7 @@ def policy_ops(key: str) -> frozenset[str]:
 
 def policy_keys(choice: LayerChoice, has_weights: bool) -> list[tuple[str, str]]:
     """The ai-edge-quantizer configurations that write ``choice``, best first, each with the
-    kernels it runs (``float`` or ``dynamic``); [] for float32 / float16 (always writable)."""
+    kernels it runs (``float`` or ``dynamic``); [] for float32 / float16 (float casting)."""
     if choice.weights in ("float32", "float16") and choice.activations == "float":
         return []
     if choice.activations != "float":
@@ -57,10 +67,17 @@ def writable(op: str, choice: LayerChoice, has_weights: bool) -> str | None:
     ``integer``), or None if ai-edge-quantizer cannot write it. Sparsity is written by
     this project's own rewrite (CSR), not by ai-edge-quantizer."""
     keys = policy_keys(LayerChoice(choice.weights, choice.activations, choice.block), has_weights)
-    if not keys:
-        return "float"
     op = aeq_op_name(op)
+    if not keys:
+        if choice.weights == "float16" and has_weights:
+            return "float" if op in registered_ops("float_casting") else None
+        return "float"
+    if op not in registered_ops(_ALGORITHM):
+        return None
     for key, kernel in keys:
         if op in policy_ops(key):
             return kernel
     return None
+
+
+_ALGORITHM = "min_max_uniform_quantize"  # the algorithm every integer recipe entry uses (materialize)

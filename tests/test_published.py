@@ -23,9 +23,12 @@ from tests.test_cli import run as run_cli
 
 
 def _images(graph=None, n: int = 24, seed: int = 1) -> Dataset:
-    """Random images keyed by ``graph``'s input name (signature key, else tensor name)."""
-    name = model_inputs(graph)[0].name if graph is not None else "image"
-    x = np.random.default_rng(seed).uniform(0, 1, (n, *zoo.INPUT_SHAPE)).astype(np.float32)
+    """Random inputs (images for the CNNs) keyed by ``graph``'s input name (signature key,
+    else tensor name), shaped as its first input."""
+    inp = model_inputs(graph)[0] if graph is not None else None
+    name = inp.name if inp is not None else "image"
+    shape = tuple(d if d > 0 else 4 for d in inp.shape) if inp is not None else zoo.INPUT_SHAPE
+    x = np.random.default_rng(seed).uniform(0, 1, (n, *shape)).astype(np.float32)
     return Dataset("random", {name: x}, None, tuple(range(n)))
 
 
@@ -146,7 +149,7 @@ def test_custom_op_blocks_evaluation_in_one_line(models, tmp_path):
         assert rc == 2 and "MatrixInverse" in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("name", ["tabular_mlp", "float_cnn", "old_float16_cnn"])
+@pytest.mark.parametrize("name", ["tabular_mlp", "float_cnn", "old_float16_cnn", "lstm"])
 def test_every_offered_choice_is_written_as_asked(models, name):
     """Each option the search offers for each layer, written alone: ai-edge-quantizer accepts
     it and the written weights are what was asked (int4 blocks of 32 are not offered on a
@@ -156,8 +159,8 @@ def test_every_offered_choice_is_written_as_asked(models, name):
         data = Dataset("random", {"x": np.random.default_rng(0).normal(size=(16, 30)).astype(np.float32)}, None,
                        tuple(range(16)))
     else:
-        raw = models["float_cnn" if name == "float_cnn" else "float16_cnn"].read_bytes()
-        raw = raw if name == "float_cnn" else published(raw, "old_converter")
+        raw = models["float16_cnn" if name == "old_float16_cnn" else name].read_bytes()
+        raw = published(raw, "old_converter") if name == "old_float16_cnn" else raw
         data = None
     norm = normalize(read_bytes(raw, name))
     data = data or _images(norm.graph, 8)

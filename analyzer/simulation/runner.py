@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 from analyzer.calibration import Dataset, ModelInput, model_inputs
+from analyzer.errors import InterpreterError
 from analyzer.graph import LayerGraph
 
 
@@ -69,10 +70,47 @@ class Runner:
             yield slice(start, min(n, start + self.batch))
 
     def invocations(self, model: bytes, *, preserve: bool = False) -> Iterator[tuple[object, slice]]:
-        """Yield (interpreter, samples) after each invoke, for reading any tensor."""
-        it = self._interpreter(model, preserve)
+        """Yield (interpreter, samples) after each invoke, for reading any tensor.
+
+        A model that fails on its first batch is retried one sample at a time, then without
+        XNNPACK (some control-flow models only reshape for batch 1, or fail in the delegate);
+        the mode that works is kept for the next models. Raises InterpreterError (one line)
+        when no mode runs it."""
+        modes = [(self.batch, self.delegates)]
+        if self.batch > 1:
+            modes.append((1, self.delegates))
+        if self.delegates and not preserve:
+            modes.append((1, False))
+        for k, (batch, delegates) in enumerate(modes):
+            runs = self._invocations(model, preserve, batch, delegates)
+            try:
+                first = next(runs, None)
+            except (RuntimeError, ValueError) as exc:
+                if k + 1 < len(modes):
+                    continue
+                raise InterpreterError(f"the LiteRT interpreter cannot run the model on this data: "
+                                       f"{str(exc).splitlines()[0][:300]}") from None
+            self.batch, self.delegates = batch, delegates
+            if first is not None:
+                yield first
+                try:
+                    yield from runs
+                except (RuntimeError, ValueError) as exc:
+                    raise InterpreterError(f"the LiteRT interpreter failed on the model: "
+                                           f"{str(exc).splitlines()[0][:300]}") from None
+            return
+
+    def _invocations(self, model: bytes, preserve: bool, batch: int, delegates: bool
+                     ) -> Iterator[tuple[object, slice]]:
+        saved = self.batch, self.delegates
+        self.batch, self.delegates = batch, delegates
+        try:
+            it = self._interpreter(model, preserve)
+            slices = list(self._slices())
+        finally:
+            self.batch, self.delegates = saved
         size = None
-        for sl in self._slices():
+        for sl in slices:
             n = sl.stop - sl.start
             if n != size:
                 for inp in self.inputs:
