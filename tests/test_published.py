@@ -149,7 +149,7 @@ def test_custom_op_blocks_evaluation_in_one_line(models, tmp_path):
         assert rc == 2 and "MatrixInverse" in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("name", ["tabular_mlp", "float_cnn", "old_float16_cnn", "lstm"])
+@pytest.mark.parametrize("name", ["tabular_mlp", "float_cnn", "old_float16_cnn", "lstm", "attention"])
 def test_every_offered_choice_is_written_as_asked(models, name):
     """Each option the search offers for each layer, written alone: ai-edge-quantizer accepts
     it and the written weights are what was asked (int4 blocks of 32 are not offered on a
@@ -177,3 +177,41 @@ def test_every_offered_choice_is_written_as_asked(models, name):
             assert np.isfinite(_outputs(out.model, data)[0]).all()
             written += 1
     assert written >= len(space.layers)
+
+
+def test_attention_model_is_named_as_the_interpreter_names_it_and_searched(models, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    graph = read(models["attention"])
+    it = Interpreter(model_path=str(models["attention"]),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    assert [la.op for la in graph.main.layers] == [o["op_name"] for o in it._get_ops_details()]
+    assert sum(la.op == "BATCH_MATMUL" for la in graph.main.layers) == 2
+    np.savez(tmp_path / "t.npz", tokens=np.random.default_rng(0).normal(size=(40, 8, 16)).astype(np.float32))
+    rc, out, err = run_cli("search", models["attention"], "--data", tmp_path / "t.npz", "--floor", "30",
+                           "--no-cache", "--no-sparsity", "--format", "json")
+    assert rc == 0 and '"met": true' in out, err
+
+
+def test_label_free_metrics_and_relative_floors(models, tmp_path):
+    from analyzer.errors import MetricError
+    from analyzer.simulation.metrics import Metric
+
+    ref = [np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]]]
+    out = [ref[0] + np.float32(1.5) * np.eye(4, dtype=np.float32)[[1, 1, 2, 3, 0]]]
+    agreement, cosine, sqnr = Metric(None, "agreement"), Metric(None, "cosine"), Metric(None)
+    assert agreement.name == "top1_agreement" and agreement.score(ref, out).metric == pytest.approx(0.8)
+    assert cosine.is_task_metric and agreement.is_task_metric and not sqnr.is_task_metric
+    assert sqnr.name == "sqnr_db" and sqnr.score(ref, ref).metric == 150.0
+    with pytest.raises(MetricError, match="needs labels"):
+        Metric(None, "accuracy")
+    x = np.random.default_rng(0).uniform(0, 1, (40, *zoo.INPUT_SHAPE)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", image=x)
+    rc, out, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--metric", "agreement",
+                           "--floor-relative", "0.99", "--no-cache", "--no-sparsity", "--format", "json")
+    assert rc == 0, err
+    doc = __import__("json").loads(out)
+    assert doc["metric"] == "top1_agreement" and doc["float_metric"] == 1.0 and doc["floor"] == pytest.approx(0.99)
+    rc, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--metric", "agreement",
+                         "--metric-fn", "m:f", "--floor", "1", "--no-cache")
+    assert rc == 2 and "not both" in err

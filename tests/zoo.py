@@ -154,6 +154,23 @@ def mlp() -> bytes:
     return _convert_keras(mlp_keras())
 
 
+def attention() -> bytes:
+    """A small transformer block (Keras 3 MultiHeadAttention over 8 tokens of 16 features,
+    layer norm, feed-forward): BATCH_MATMUL of two activations, softmax, the patterns
+    published transformer models have."""
+    import keras
+
+    inp = keras.Input((8, 16), name="tokens")
+    att = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, name="attention")(inp, inp)
+    x = keras.layers.LayerNormalization(name="norm1")(keras.layers.Add(name="residual1")([inp, att]))
+    ff = keras.layers.Dense(32, activation="relu", name="ff1")(x)
+    ff = keras.layers.Dense(16, name="ff2")(ff)
+    x = keras.layers.LayerNormalization(name="norm2")(keras.layers.Add(name="residual2")([x, ff]))
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    out = keras.layers.Dense(4, name="logits")(x)
+    return _convert_keras(_randomized(keras.Model(inp, out, name="zoo_attention")))
+
+
 def _convert_function(fn, *, select_tf_ops: bool = False, custom_ops: bool = False) -> bytes:
     tf = _tf()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
@@ -310,6 +327,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "int8_float_io_cnn": int8_float_io_cnn,
     "mlp": mlp,
     "lstm": lstm,
+    "attention": attention,
     "select_tf_ops": select_tf_ops,
     "custom_op": custom_op,
     "control_flow": control_flow,
