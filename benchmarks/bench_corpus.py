@@ -265,6 +265,8 @@ def bench_model(m: dict, path: Path, args: argparse.Namespace, tmp: Path) -> dic
         out_model = tmp / f"{m['name']}.{metric}.tflite"
         argv = [sys.executable, "-m", "recommender.cli", str(path), "--data", str(data), "--floor", str(floor),
                 "--out", str(out_model), "--format", "json", "--no-cache", "--force"]
+        if args.search_minutes:
+            argv += ["--budget", f"{args.search_minutes:g}m"]
         if metric != "sqnr":
             argv += ["--metric", metric]
         rc, out, err, secs = run_cli(argv, args.timeout)
@@ -303,6 +305,8 @@ def main() -> int:
     ap.add_argument("--no-recommend", action="store_true", help="analysis and interpreter checks only")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per recommend run (default 1200)")
     ap.add_argument("--json", help="also write every row as JSON to this file")
+    ap.add_argument("--search-minutes", type=float, help="cap each search at this many minutes (recommend --budget "
+                    "Nm; each layer is still tried at int8 alone): for a run of the whole corpus in an afternoon")
     args = ap.parse_args()
     models = sorted(load_manifest()["models"], key=lambda m: m["size"])  # small first: partial runs say most
     if args.only:

@@ -192,19 +192,21 @@ class _Run:
         if self.progress:
             self.progress(n)
 
-    def run_tasks(self, ev: Evaluator, tasks: list[Task]) -> dict:
-        if self.deadline is not None and time.monotonic() >= self.deadline and self.seen:
+    def run_tasks(self, ev: Evaluator, tasks: list[Task], *, essential: bool = False) -> dict:
+        """Evaluate ``tasks``; raises _OutOfTime past the wall-clock budget unless ``essential``
+        (each layer at int8 alone is measured whatever the budget)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline and self.seen and not essential:
             raise _OutOfTime
         results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self._advance,
                                        dask=self.dask)
         self.cached += cached
         return results
 
-    def evaluate(self, choices: dict[int, LayerChoice], how: str) -> Candidate:
+    def evaluate(self, choices: dict[int, LayerChoice], how: str, *, essential: bool = False) -> Candidate:
         config = CompressionConfig(choices, how)
         key = config.key()
         if key not in self.seen:
-            score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)])["cfg", key]
+            score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)], essential=essential)["cfg", key]
             self.seen[key] = Candidate(config, self.space.size(config.choices), self.space.compressed(config.choices),
                                        score["metric"], how, None, self.predicted_latency(dict(config.choices)))
         return self.seen[key]
@@ -248,10 +250,10 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         best = None
         if "milp" in settings.strategies:
             first, rest = proxy.essential(r.space, proxy.tasks(r.space))
-            part_results = r.run_tasks(r.ev, first)  # each layer at int8 alone, whatever the budget
+            part_results = r.run_tasks(r.ev, first, essential=True)  # each layer at int8 alone, whatever the budget
             room = max(0, r.budget_left() - settings.bisect_steps - 2)
-            if rest and room:
-                part_results.update(r.run_tasks(r.ev, rest[:room]))
+            measured = _measure_within_time(r, rest[:room], part_results)
+            room = min(room, measured)
             if len(rest) > room:
                 notes.append(f"the budget allowed {room} of {len(rest)} further one-layer measurements: options "
                              "not measured were left out (a larger --budget searches them)")
@@ -303,6 +305,21 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                         layer_sqnr)
 
 
+def _measure_within_time(r: _Run, tasks: list[Task], results: dict, share: float = 0.6) -> int:
+    """Run the optional proxies in chunks while less than ``share`` of a wall-clock budget is
+    spent, leaving the rest for the bisection; returns how many were measured."""
+    if r.deadline is None:
+        results.update(r.run_tasks(r.ev, tasks))
+        return len(tasks)
+    total = r.settings.minutes * 60
+    done = 0
+    chunk = max(4, 8 * max(1, r.settings.jobs))
+    while done < len(tasks) and (r.deadline - time.monotonic()) > (1 - share) * total:
+        results.update(r.run_tasks(r.ev, tasks[done:done + chunk]))
+        done += len(tasks[done:done + chunk])
+    return done
+
+
 def auto_budget(space: Space, settings: SearchSettings) -> int:
     """The default budget: every preset (search and held-out split), every one-layer
     proxy, the bisection, and two greedy trials per layer, plus a margin for held-out checks."""
@@ -320,8 +337,8 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
     lo, hi = math.log(min(positive) / 2), math.log(total * 1.01)
     best = None
     top = r.solve(costs, math.exp(hi))
-    if top is not None:
-        c = r.evaluate(top, "milp:unbounded")
+    if top is not None:  # the bisection (at most bisect_steps + 1 evaluations) runs whatever the clock
+        c = r.evaluate(top, "milp:unbounded", essential=True)
         if c.metric >= floor:
             return c
     for step in range(r.settings.bisect_steps):
@@ -332,7 +349,7 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
         if chosen is None:
             lo = mid
             continue
-        c = r.evaluate(chosen, f"milp:noise<={math.exp(mid):.3g}")
+        c = r.evaluate(chosen, f"milp:noise<={math.exp(mid):.3g}", essential=True)
         if c.metric >= floor:
             lo = mid
             if best is None or c.bytes < best.bytes:
