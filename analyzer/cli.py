@@ -223,8 +223,9 @@ def _sensitivity(args: argparse.Namespace, report, settings):
                                      seed=args.seed, cache=cache, progress=progress_bar("sensitivity"))
     finally:
         cache.close()
-    return dataclasses.replace(result, notes=tuple(f"measured on the normalised model: {c}" for c in norm.changes)
-                               + result.notes)
+    layers = tuple(dataclasses.replace(la, index=norm.original_index(la.index)) for la in result.layers)
+    return dataclasses.replace(result, layers=layers, notes=tuple(f"measured on the normalised model: {c}"
+                                                                  for c in norm.changes) + result.notes)
 
 
 def _latency(args: argparse.Namespace, report):

@@ -91,6 +91,9 @@ def test_float16_weights_are_the_float_model(models):
     assert norm.given_bytes == models["float16_cnn"].stat().st_size < len(norm.model)
     data = _images()
     np.testing.assert_array_equal(_outputs(norm.model, data)[0], _outputs(graph.model_bytes(), data)[0])
+    for layer in norm.graph.main.layers:  # each op of the normalised model maps back to the file's
+        original = graph.main.layers[norm.original_index(layer.index)]
+        assert (original.op, original.name) == (layer.op, layer.name)
 
 
 def test_sparse_weights_are_stored_dense(models):

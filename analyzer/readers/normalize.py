@@ -47,6 +47,11 @@ class Normalized:
     model: bytes
     changes: tuple[str, ...]
     given_bytes: int
+    origin: tuple[int, ...] = ()  # main-subgraph op index in the file given, per op of ``graph``
+
+    def original_index(self, index: int) -> int:
+        """The index in the file given of the normalised model's main-subgraph op ``index``."""
+        return self.origin[index] if self.origin else index
 
     @property
     def changed(self) -> bool:
@@ -68,7 +73,8 @@ def normalize(graph: LayerGraph) -> Normalized:
         changes.append("weights stored after the flatbuffer moved inside it")
     if _fix_opcodes(model):
         changes.append("op codes stored in deprecated_builtin_code (an older converter) written to builtin_code")
-    folded = _fold_decoders(model, graph)
+    origin: list[int] = []
+    folded = _fold_decoders(model, graph, origin)
     if folded:
         changes.append(folded)
     if not model.signatureDefs:
@@ -78,7 +84,7 @@ def normalize(graph: LayerGraph) -> Normalized:
         return Normalized(graph, data, (), len(data))
     _compact(model)
     out = pack(model)
-    return Normalized(read_bytes(out, graph.info.path), out, tuple(changes), len(data))
+    return Normalized(read_bytes(out, graph.info.path), out, tuple(changes), len(data), tuple(origin))
 
 
 def _fix_opcodes(model: fb.ModelT) -> bool:
@@ -97,15 +103,18 @@ def _op_code(model: fb.ModelT, op: fb.OperatorT) -> int:
     return max(oc.builtinCode, oc.deprecatedBuiltinCode)
 
 
-def _fold_decoders(model: fb.ModelT, graph: LayerGraph) -> str:
+def _fold_decoders(model: fb.ModelT, graph: LayerGraph, origin: list[int]) -> str:
     """Replace DEQUANTIZE(float16 constant) and DENSIFY(constant) by float32 / dense constants.
-    Returns a description of what was folded, or ''."""
+    Returns a description of what was folded, or ''; ``origin`` receives, per op kept in the
+    main subgraph, its index in the file."""
     folded = {"float16": 0, "sparse": 0}
     dense_values = None
     for s, sg in enumerate(model.subgraphs):
         keep = []
         for i, op in enumerate(sg.operators):
             code = _op_code(model, op)
+            if s == 0:
+                origin.append(i)  # popped again below if the op is folded
             if code not in _DECODERS or len(op.inputs) != 1 or len(op.outputs) != 1:
                 keep.append(op)
                 continue
@@ -125,6 +134,8 @@ def _fold_decoders(model: fb.ModelT, graph: LayerGraph) -> str:
                 values = dense_values[(s, op.outputs[0])]
                 folded["sparse"] += 1
             _set_constant(model, dst, values)
+            if s == 0:
+                origin.pop()
         sg.operators = keep
     parts = []
     if folded["float16"]:
