@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", choices=("accuracy", "agreement", "sqnr", "cosine"),
                    help="a built-in metric instead: accuracy (needs labels), or without labels top-1 agreement "
                         "with the float model, output SQNR, or cosine similarity")
+    s.add_argument("--custom-ops", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="a registerer of custom-op kernels the interpreter lacks (a function taking the op "
+                        "resolver's address, e.g. ai_edge_litert.pywrap_genai_ops:GenAIOpsRegisterer); repeatable")
     s.add_argument("--activation-range", choices=("minmax", "percentile"), default="minmax",
                    help="how activation ranges are calibrated (default: minmax)")
     s.add_argument("--percentile", type=float, default=99.99, help="upper percentile for --activation-range "
@@ -198,7 +201,14 @@ def _sensitivity_settings(args: argparse.Namespace):
                                all_but_one=args.all_but_one, one_at_a_time=not args.local_only,
                                activation_range=args.activation_range,
                                percentile=args.percentile, tolerance=args.tolerance, min_sqnr_db=args.min_sqnr,
-                               jobs=args.jobs)
+                               jobs=args.jobs, custom_ops=_custom_ops(args))
+
+
+def _custom_ops(args: argparse.Namespace) -> tuple[str, ...]:
+    from analyzer.simulation.interpreter import check_registerers
+
+    check_registerers(args.custom_ops)
+    return tuple(args.custom_ops)
 
 
 def _sensitivity(args: argparse.Namespace, report, settings):
@@ -214,7 +224,7 @@ def _sensitivity(args: argparse.Namespace, report, settings):
         raise UsageError(f"{args.model}: no sensitivity: the model did not convert to a .tflite to measure")
     norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature
     require_float(norm.graph)  # before the data: a quantized model is the first thing to say
-    require_runnable(norm.graph)
+    require_runnable(norm.graph, settings.custom_ops)
     spec = args.data or args.data_fn
     data = load(spec, norm.graph, samples=args.samples, seed=args.seed)
     cache = ResultCache(None if args.no_cache else (args.cache_dir or default_directory()))

@@ -46,6 +46,7 @@ class SensitivitySettings:
     min_sqnr_db: float = 25.0  # without labels: output SQNR a "safe" layer keeps
     jobs: int = 1
     batch: int = 32
+    custom_ops: tuple[str, ...] = ()  # custom-op registerers (--custom-ops)
 
     def __post_init__(self) -> None:
         if self.activation_range not in RANGE_METHODS:
@@ -130,10 +131,11 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
     """
     start = time.perf_counter()
     stats = collect(graph, model, data, percentiles=(round(100 - settings.percentile, 6), settings.percentile),
-                    seed=seed)
+                    seed=seed, custom_ops=settings.custom_ops)
     stats_seconds = time.perf_counter() - start
     setup = Setup(model, graph.info.path, data, activation_ranges(graph, stats, settings), data.labels, metric_fn,
-                  batch=settings.batch, threads=max(1, settings.jobs), range_method=_range_id(settings))
+                  batch=settings.batch, threads=max(1, settings.jobs), range_method=_range_id(settings),
+                  custom_ops=settings.custom_ops)
     ev = Evaluator(setup, graph)
     wanted = variants(settings.precisions, settings.sparsity)
     units = {v: [layer.index for layer in graph.main.layers if applicable(ev.rewriter, layer, c)]

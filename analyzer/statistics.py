@@ -53,17 +53,20 @@ class _Accumulator:
 
 
 def collect(graph: LayerGraph, model: bytes | str, data: Dataset, *,
-            percentiles: Sequence[float] = (0.01, 99.99), seed: int = 0) -> dict[int, TensorStats]:
+            percentiles: Sequence[float] = (0.01, 99.99), seed: int = 0,
+            custom_ops: Sequence[str] = ()) -> dict[int, TensorStats]:
     """Statistics of every float activation (non-constant tensor) of the main subgraph.
 
     ``model`` is the .tflite path or bytes the graph was read from. Raises RuntimeError from
     the interpreter if the model cannot run (a custom op without a kernel, a Flex op).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from analyzer.simulation.interpreter import new_interpreter
 
     kwargs = {"model_path": model} if isinstance(model, str) else {"model_content": model}
-    it = Interpreter(**kwargs, experimental_preserve_all_tensors=True,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = new_interpreter(**kwargs, custom_ops=custom_ops, experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     inputs = model_inputs(graph)
     first = data.sample(0)
     for inp in inputs:

@@ -59,7 +59,7 @@ def advise(rows: Sequence[Measured], chosen: Measured, *, met: bool, holdout_flo
     float_row = by["float32"]
     out: list[Advice] = []
     variants = {"recommended", "best effort", "post-training", *fine_tuned}
-    uniform = [m for m in rows if m.name not in ("float32", *variants) and holds(m, holdout_floor)]
+    uniform = [m for m in rows if m.name not in ("float32", "as given", *variants) and holds(m, holdout_floor)]
     best_uniform = min(uniform, key=lambda m: m.bytes) if uniform else None
 
     # 1. Post-training quantization: which recipe

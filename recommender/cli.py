@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"{args.model}: the model did not convert to a .tflite")
     norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature
     require_float(norm.graph)
-    require_runnable(norm.graph)
+    require_runnable(norm.graph, settings.custom_ops)
     data = load(args.data or args.data_fn, norm.graph, samples=args.samples, seed=args.seed)
     if args.dry_run:
         return _dry_run(args, norm, data, settings, out)

@@ -64,9 +64,11 @@ def _pareto(d: dict[str, Any]) -> str:
                 label=f"{m['name']} (written, held-out)")
     floor = d["holdout_floor"]
     ax.axhline(floor, color="#59a14f", linestyle="--", label=f"held-out floor {floor:.4g}")
-    top = max([m["metric"] for m in rows] + [t["metric"] for t in trade] + [floor])
+    values = [m["metric"] for m in rows] + [t["metric"] for t in trade] + [floor]
+    top, bottom = max(values), min(values)
     span = max(top - floor, 1e-3)
-    ax.set_ylim(floor - 4 * span, top + 0.5 * span)  # the region that decides; far worse points fall off
+    # the region that decides; far worse points fall off, and no empty band below the lowest point
+    ax.set_ylim(max(floor - 4 * span, bottom - 0.1 * span), top + 0.5 * span)
     ax.set_xscale("log")
     ax.set_xlabel("bytes of the .tflite (log)")
     ax.set_ylabel(d["metric"])

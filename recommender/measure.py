@@ -46,16 +46,18 @@ class Measurer:
     """Measures written models against the float model on the held-out split."""
 
     def __init__(self, float_model: bytes, holdout: Dataset, metric_fn: str | None, predictor=None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, custom_ops: tuple[str, ...] = ()) -> None:
         graph = read_bytes(float_model)
         self.holdout = holdout
+        self.custom_ops = tuple(custom_ops)
         self.metric = Metric(holdout.labels, metric_fn)
-        self.reference = Runner(graph, holdout).outputs(float_model)
+        self.reference = Runner(graph, holdout, custom_ops=self.custom_ops).outputs(float_model)
         self.predictor = predictor
         self.threads = threads
 
     def metric_of(self, model: bytes, graph=None) -> float:
-        outputs = Runner(graph if graph is not None else read_bytes(model), self.holdout).outputs(model)
+        outputs = Runner(graph if graph is not None else read_bytes(model), self.holdout,
+                         custom_ops=self.custom_ops).outputs(model)
         return self.metric.score(self.reference, outputs).metric
 
     def measure(self, name: str, description: str, model: bytes, *, predicted_bytes: int | None = None,
@@ -67,7 +69,8 @@ class Measurer:
         graph = read_bytes(model)
         notes: list[str] = []
         try:
-            latency = time_model(model, threads=self.threads, min_runs=20, budget_s=0.3).median_us
+            latency = time_model(model, threads=self.threads, min_runs=20, budget_s=0.3,
+                                 custom_ops=self.custom_ops).median_us
         except (RuntimeError, ValueError) as exc:
             latency = None
             notes.append(f"not timed: {str(exc).splitlines()[0]}")

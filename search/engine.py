@@ -50,6 +50,7 @@ class SearchSettings:
     latency_profile: str | None = None  # None: the shipped profile
     strategy: str = "milp"  # milp | evolution | both
     minutes: float | None = None  # wall-clock budget, beside the evaluation budget
+    custom_ops: tuple[str, ...] = ()  # custom-op registerers (--custom-ops)
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -148,12 +149,12 @@ class _Run:
                  metric_fn: str | None, cache: ResultCache | None, progress, dask=None) -> None:
         self.settings, self.cache, self.progress, self.dask = settings, cache, progress, dask
         self.search_data, self.holdout_data = split(data, settings.holdout, settings.seed)
-        stats = collect(graph, model, self.search_data, seed=settings.seed)
+        stats = collect(graph, model, self.search_data, seed=settings.seed, custom_ops=settings.custom_ops)
         ranges = converter_ranges(graph, calibrated(stats, "minmax", 99.99))
         self.ev = Evaluator(Setup(model, graph.info.path, self.search_data, ranges, self.search_data.labels, metric_fn,
-                                  threads=max(1, settings.jobs)), graph)
+                                  threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
         self.hold = Evaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
-                                    metric_fn, threads=max(1, settings.jobs)), graph)
+                                    metric_fn, threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
         if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
             raise UsageError("--floor-relative is a fraction of the float model's own score, which output SQNR does "
                              "not have: give --floor in dB, or --metric agreement|cosine (or labels, or --metric-fn)")

@@ -265,3 +265,52 @@ def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
         sig.outputs[0].name, sig.outputs[0].tensorIndex = "output_0", current
         model.signatureDefs = [sig]
     return pack(model)
+
+
+def sdpa_model(seed: int = 0) -> bytes:
+    """x [1, 4, 128] -> FULLY_CONNECTED (128 -> 16) -> RESHAPE [1, 4, 2, 8] -> the custom op
+    ``odml.scaled_dot_product_attention`` (LiteRT's GenAI op, not in the stock resolver)
+    against constant keys, values and mask -> [1, 4, 2, 8]."""
+    from flatbuffers import flexbuffers
+
+    rng = np.random.default_rng(seed)
+    model = fb.ModelT()
+    model.version = 3
+    codes = []
+    for code, custom in ((fb.BuiltinOperator.FULLY_CONNECTED, None), (fb.BuiltinOperator.RESHAPE, None),
+                         (fb.BuiltinOperator.CUSTOM, "odml.scaled_dot_product_attention")):
+        oc = fb.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version, oc.customCode = code, code, 1, custom
+        codes.append(oc)
+    model.operatorCodes = codes
+
+    def const(values: np.ndarray) -> int:
+        buf = fb.BufferT()
+        buf.data = np.ascontiguousarray(values).view(np.uint8).reshape(-1)
+        model.buffers.append(buf)
+        return len(model.buffers) - 1
+
+    model.buffers = [fb.BufferT()]
+    sg = fb.SubGraphT()
+    sg.tensors = [
+        _tensor("x", [1, 4, 128]),
+        _tensor("q_proj/kernel", [16, 128], const(rng.normal(0, 0.1, (16, 128)).astype(np.float32))),
+        _tensor("q_proj/bias", [16], const(rng.normal(0, 0.1, 16).astype(np.float32))),
+        _tensor("q_proj", [4, 16]),
+        _tensor("q_shape", [4], const(np.array([1, 4, 2, 8], np.int32))),
+        _tensor("q", [1, 4, 2, 8]),
+        _tensor("keys", [1, 4, 2, 8], const(rng.normal(size=(1, 4, 2, 8)).astype(np.float32))),
+        _tensor("values", [1, 4, 2, 8], const(rng.normal(size=(1, 4, 2, 8)).astype(np.float32))),
+        _tensor("mask", [1, 1, 4, 4], const(np.zeros((1, 1, 4, 4), np.float32))),
+        _tensor("attention", [1, 4, 2, 8]),
+    ]
+    sg.tensors[4].type = fb.TensorType.INT32
+    fc, reshape, sdpa = fb.OperatorT(), fb.OperatorT(), fb.OperatorT()
+    fc.opcodeIndex, fc.inputs, fc.outputs = 0, [0, 1, 2], [3]
+    fc.builtinOptionsType, fc.builtinOptions = fb.BuiltinOptions.FullyConnectedOptions, fb.FullyConnectedOptionsT()
+    reshape.opcodeIndex, reshape.inputs, reshape.outputs = 1, [3, 4], [5]
+    sdpa.opcodeIndex, sdpa.inputs, sdpa.outputs = 2, [5, 6, 7, 8], [9]
+    sdpa.customOptions = list(flexbuffers.Dumps({"scale": 0.0}))
+    sg.operators, sg.inputs, sg.outputs = [fc, reshape, sdpa], [0], [9]
+    model.subgraphs = [sg]
+    return pack(model)

@@ -18,7 +18,7 @@ from analyzer.simulation.runner import Runner
 from recommender.materialize import check_written, materialize
 from search.space import build_space
 from tests import zoo
-from tests.flatbuffer_edit import fc_chain, published, scalar_reshape_model
+from tests.flatbuffer_edit import fc_chain, published, scalar_reshape_model, sdpa_model
 from tests.test_cli import run as run_cli
 
 
@@ -218,3 +218,32 @@ def test_label_free_metrics_and_relative_floors(models, tmp_path):
     rc, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "d.npz", "--metric", "agreement",
                          "--metric-fn", "m:f", "--floor", "1", "--no-cache")
     assert rc == 2 and "not both" in err
+
+
+GENAI_OPS = "ai_edge_litert.pywrap_genai_ops:GenAIOpsRegisterer"  # LiteRT's own registerer (KV cache, SDPA)
+
+
+def test_custom_op_runs_with_its_registerer(tmp_path):
+    """A custom op the builtin resolver lacks (LiteRT's GenAI SDPA): evaluation stops in one
+    line naming it, and runs once --custom-ops names a registerer that provides the kernel."""
+    path = tmp_path / "sdpa.tflite"
+    path.write_bytes(sdpa_model())
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).normal(size=(24, 4, 128)).astype(np.float32))
+    rc, _, err = run_cli(path, "--data", tmp_path / "x.npz", "--no-cache")
+    assert rc == 2 and "odml.scaled_dot_product_attention" in err and "--custom-ops" in err, err
+    rc, out, err = run_cli(path, "--data", tmp_path / "x.npz", "--no-cache", "--custom-ops", GENAI_OPS,
+                           "--format", "json", "--precisions", "int8,int4")
+    assert rc == 0, err
+    doc = __import__("json").loads(out)
+    (fc,) = [la for la in doc["sensitivity"]["layers"] if la["op"] == "FULLY_CONNECTED"]
+    # its own error, measured in the interpreter with the registered kernel downstream
+    assert fc["local"]["int8"]["sqnr_db"] > fc["local"]["int4"]["sqnr_db"] > 10
+    out_model = tmp_path / "small.tflite"
+    p = __import__("subprocess").run(
+        [__import__("sys").executable, "-m", "recommender.cli", str(path), "--data", str(tmp_path / "x.npz"),
+         "--floor", "30", "--out", str(out_model), "--no-cache", "--custom-ops", GENAI_OPS, "--format", "json"],
+        cwd=__import__("tests.conftest", fromlist=["ROOT"]).ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert out_model.stat().st_size < path.stat().st_size
+    rc, _, err = run_cli(path, "--data", tmp_path / "x.npz", "--custom-ops", "no_such_module:f")
+    assert rc == 2 and "no_such_module" in err and len(err.strip().splitlines()) == 1

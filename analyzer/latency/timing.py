@@ -29,14 +29,17 @@ class Timing:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def interpreter(model: bytes, *, xnnpack: bool = True, threads: int = 1, preserve: bool = False):
+def interpreter(model: bytes, *, xnnpack: bool = True, threads: int = 1, preserve: bool = False,
+                custom_ops: tuple[str, ...] = ()):
     """An allocated interpreter with random (fixed-seed) inputs set."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from analyzer.simulation.interpreter import new_interpreter
 
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with quiet_native_stderr():
-        it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=resolver,
-                         experimental_preserve_all_tensors=preserve)
+        it = new_interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=resolver,
+                             experimental_preserve_all_tensors=preserve, custom_ops=custom_ops)
         it.allocate_tensors()
     rng = np.random.default_rng(0)
     for d in it.get_input_details():
@@ -53,12 +56,12 @@ def interpreter(model: bytes, *, xnnpack: bool = True, threads: int = 1, preserv
 
 
 def time_model(model: bytes, *, xnnpack: bool = True, threads: int = 1, min_runs: int = 5, max_runs: int = 1000,
-               budget_s: float = 0.05, warmup: int = 2) -> Timing:
+               budget_s: float = 0.05, warmup: int = 2, custom_ops: tuple[str, ...] = ()) -> Timing:
     """Median and 10th/90th percentiles of ``invoke`` time in microseconds.
 
     Raises RuntimeError / ValueError from the interpreter if the model cannot run.
     """
-    it = interpreter(model, xnnpack=xnnpack, threads=threads)
+    it = interpreter(model, xnnpack=xnnpack, threads=threads, custom_ops=custom_ops)
     for _ in range(warmup):
         it.invoke()
     samples: list[float] = []

@@ -56,6 +56,7 @@ class Setup:
     batch: int = 32
     threads: int = 1
     range_method: str = "minmax"
+    custom_ops: tuple[str, ...] = ()  # registerers of custom-op kernels (analyzer.simulation.interpreter)
 
 
 class Evaluator:
@@ -63,7 +64,8 @@ class Evaluator:
         self.setup = setup
         self.graph = graph if graph is not None else read_bytes(setup.model, setup.path)
         self.rewriter = Rewriter(setup.model, self.graph, setup.ranges)
-        self.runner = Runner(self.graph, setup.data, batch=setup.batch, threads=setup.threads)
+        self.runner = Runner(self.graph, setup.data, batch=setup.batch, threads=setup.threads,
+                             custom_ops=setup.custom_ops)
         self.metric = Metric(setup.metric_labels, setup.metric_fn)
         self.reference = self.runner.outputs(setup.model)
 

@@ -19,22 +19,36 @@ from analyzer.errors import InterpreterError
 from analyzer.graph import LayerGraph
 
 
-def require_runnable(graph: LayerGraph) -> None:
+def require_runnable(graph: LayerGraph, custom_ops: tuple[str, ...] = ()) -> None:
     """Raise UnsupportedModelError, naming the op, when the stock LiteRT interpreter cannot
     load ``graph`` (a custom op it has no kernel for, a Flex op, an op version it lacks):
-    every evaluation runs the model, so none can start. Static analysis still holds."""
+    every evaluation runs the model, so none can start. Static analysis still holds. With
+    ``custom_ops`` registerers, the model is loaded with them to see whether they provide
+    the missing kernels."""
     from analyzer.compatibility import analyze_compatibility
     from analyzer.errors import UnsupportedModelError
 
     (cpu,) = analyze_compatibility(graph, ["cpu"]).targets
     if cpu.ok:
         return
+    kinds = {(la.subgraph, la.index): la.kind for la in graph.layers()}
+    if custom_ops and all(kinds.get((v.subgraph, v.index)) == "custom" for v in cpu.unsupported):
+        from analyzer.simulation.interpreter import new_interpreter
+
+        try:
+            with quiet_native_stderr():
+                new_interpreter(model_content=graph.model_bytes(), custom_ops=custom_ops).allocate_tensors()
+            return
+        except (RuntimeError, ValueError) as exc:
+            raise UnsupportedModelError(f"{graph.info.path}: the LiteRT interpreter with {', '.join(custom_ops)} "
+                                        f"cannot run the model: {str(exc).splitlines()[0][:300]}") from None
     first = cpu.unsupported[0]
     why = first.failures[0].reason if first.failures else "not supported"
     more = f" (and {len(cpu.unsupported) - 1} more ops)" if len(cpu.unsupported) > 1 else ""
     raise UnsupportedModelError(
         f"{graph.info.path}: the LiteRT interpreter cannot run subgraph {first.subgraph} op {first.index} "
-        f"({first.op}): {why}{more}; evaluation needs it (the static analysis, `analyze` without --data, still works)")
+        f"({first.op}): {why}{more}; evaluation needs it (give --custom-ops MODULE:FUNCTION to register its kernel; the static analysis, "
+        "`analyze` without --data, still works)")
 
 
 class Runner:
@@ -42,8 +56,9 @@ class Runner:
     (needed to read intermediate tensors); ``threads`` is the interpreter's thread count."""
 
     def __init__(self, graph: LayerGraph, data: Dataset, *, batch: int = 32, threads: int = 1,
-                 delegates: bool = True) -> None:
+                 delegates: bool = True, custom_ops: tuple[str, ...] = ()) -> None:
         self.data = data
+        self.custom_ops = tuple(custom_ops)
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
         sg = graph.main
@@ -56,13 +71,15 @@ class Runner:
         return dims[0] if dims else 0
 
     def _interpreter(self, model: bytes, preserve: bool):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import OpResolverType
+
+        from analyzer.simulation.interpreter import new_interpreter
 
         resolver = (OpResolverType.AUTO if self.delegates and not preserve
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         with quiet_native_stderr():
-            return Interpreter(model_content=model, num_threads=self.threads, experimental_op_resolver_type=resolver,
-                               experimental_preserve_all_tensors=preserve)
+            return new_interpreter(model_content=model, num_threads=self.threads, custom_ops=self.custom_ops,
+                                   experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve)
 
     def _slices(self) -> Iterator[slice]:
         n = len(self.data)
