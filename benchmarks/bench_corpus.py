@@ -135,7 +135,8 @@ def worker_inputs(path: str, out: str, task: str) -> dict:
     rng = np.random.default_rng(0)
     arrays = {}
     for inp in model_inputs(graph):
-        dims = [d if d > 0 else 16 for d in inp.shape]
+        static = graph.main.tensors[inp.index].shape[1:]  # the file's default size where a dim is dynamic
+        dims = [d if d > 0 else (static[k] if k < len(static) and static[k] > 1 else 16) for k, d in enumerate(inp.shape)]
         arrays[inp.name] = _natural(dims, inp.dtype, task, rng)
     np.savez(out, **arrays)
     return {"inputs": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()}}

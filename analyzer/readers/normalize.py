@@ -15,6 +15,8 @@ model:
   DENSIFY output is taken from the interpreter itself, so the model computes the same.
 - **A signature.** A model without SignatureDefs gets ``serving_default`` over the main
   subgraph's inputs and outputs (named after their tensors), which the writers need.
+- **Unique tensor names.** ai-edge-quantizer keys tensors by name; control-flow bodies often
+  repeat names (``arg0``), so repeats get a suffix.
 - **Weights inside the flatbuffer.** Buffers stored after it (offset/size) are brought in.
 
 Unused tensors and buffers are dropped so the normalised model's size is that of the float
@@ -77,6 +79,9 @@ def normalize(graph: LayerGraph) -> Normalized:
     folded = _fold_decoders(model, graph, origin)
     if folded:
         changes.append(folded)
+    renamed = _unique_tensor_names(model)
+    if renamed:
+        changes.append(f"{renamed} tensors renamed so every tensor name is unique (ai-edge-quantizer needs it)")
     if not model.signatureDefs:
         _add_signature(model)
         changes.append(f"no signature: '{SIGNATURE_KEY}' added over the main subgraph's inputs and outputs")
@@ -198,6 +203,25 @@ def _densified(graph: LayerGraph) -> dict[tuple[int, int], np.ndarray]:
     except (RuntimeError, ValueError) as exc:
         raise UnsupportedModelError(f"{graph.info.path}: sparse weights (DENSIFY) are decoded by running the model, "
                                     f"which the LiteRT interpreter refused: {str(exc).splitlines()[0]}") from None
+
+
+def _unique_tensor_names(model: fb.ModelT) -> int:
+    """Give every tensor a name no other tensor of the model has (the main subgraph first, so
+    its names stay as they are unless repeated within it); returns how many were renamed."""
+    seen: set[bytes] = set()
+    renamed = 0
+    for s, sg in enumerate(model.subgraphs):
+        for i, t in enumerate(sg.tensors):
+            name = t.name if isinstance(t.name, bytes) else (t.name or "").encode()
+            if name in seen:
+                k = 1
+                while name + f"_sg{s}_{k}".encode() in seen:
+                    k += 1
+                name = name + f"_sg{s}_{k}".encode()
+                t.name = name
+                renamed += 1
+            seen.add(name)
+    return renamed
 
 
 def _unique_names(tensors: list[fb.TensorT], indices: Iterable[int], prefix: str) -> list[tuple[str, int]]:

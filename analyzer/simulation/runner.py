@@ -58,6 +58,7 @@ class Runner:
     def __init__(self, graph: LayerGraph, data: Dataset, *, batch: int = 32, threads: int = 1,
                  delegates: bool = True, custom_ops: tuple[str, ...] = ()) -> None:
         self.data = data
+        self.path = graph.info.path
         self.custom_ops = tuple(custom_ops)
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
@@ -105,7 +106,7 @@ class Runner:
             except (RuntimeError, ValueError) as exc:
                 if k + 1 < len(modes):
                     continue
-                raise InterpreterError(f"the LiteRT interpreter cannot run the model on this data: "
+                raise InterpreterError(f"{self.path}: the LiteRT interpreter cannot run the model on this data: "
                                        f"{str(exc).splitlines()[0][:300]}") from None
             self.batch, self.delegates = batch, delegates
             if first is not None:
@@ -113,7 +114,7 @@ class Runner:
                 try:
                     yield from runs
                 except (RuntimeError, ValueError) as exc:
-                    raise InterpreterError(f"the LiteRT interpreter failed on the model: "
+                    raise InterpreterError(f"{self.path}: the LiteRT interpreter failed on the model: "
                                            f"{str(exc).splitlines()[0][:300]}") from None
             return
 
