@@ -247,3 +247,31 @@ def test_custom_op_runs_with_its_registerer(tmp_path):
     assert out_model.stat().st_size < path.stat().st_size
     rc, _, err = run_cli(path, "--data", tmp_path / "x.npz", "--custom-ops", "no_such_module:f")
     assert rc == 2 and "no_such_module" in err and len(err.strip().splitlines()) == 1
+
+
+def test_repeated_tensor_names_are_made_unique(models):
+    """Control-flow bodies of published files repeat tensor names (``arg0``), which
+    ai-edge-quantizer refuses: the normalised copy renames the repeats, nothing else."""
+    from analyzer.simulation.rewrite import pack, unpack
+
+    m = unpack(models["control_flow"].read_bytes())
+    for sg in m.subgraphs[1:]:
+        for t in sg.tensors:
+            t.name = m.subgraphs[0].tensors[0].name
+    graph = read_bytes(pack(m), "repeated.tflite")
+    norm = normalize(graph)
+    names = [t.name for sg in norm.graph.subgraphs for t in sg.tensors]
+    assert len(names) == len(set(names)) and any("renamed" in c for c in norm.changes)
+    assert [t.name for t in norm.graph.main.tensors] == [t.name for t in graph.main.tensors]
+    from ai_edge_litert.interpreter import Interpreter
+
+    outs = []
+    for model in (graph.model_bytes(), norm.model):
+        it = Interpreter(model_content=model)
+        it.allocate_tensors()
+        x, steps = it.get_input_details()
+        it.set_tensor(x["index"], np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8))
+        it.set_tensor(steps["index"], np.array(3, np.int32))
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    np.testing.assert_array_equal(*outs)
