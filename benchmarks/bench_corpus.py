@@ -66,23 +66,10 @@ def worker_interpreter(path: str) -> dict:
         out["runs"], out["error"] = False, str(exc).splitlines()[0][:200]
         return out
     try:
-        it = Interpreter(model_path=path)
-        it.allocate_tensors()
-        details = it._get_ops_details()
-        n = len(out["ops"])
-        original, delegates = details[:n], details[n:]
-        producer = {int(t): o["index"] for o in original for t in o["outputs"]}
-        taken: set[int] = set()
-        for d in delegates:
-            boundary = {int(t) for t in d["inputs"]}
-            stack = [int(t) for t in d["outputs"]]
-            while stack:
-                t = stack.pop()
-                if t in boundary or t not in producer or producer[t] in taken:
-                    continue
-                taken.add(producer[t])
-                stack.extend(int(x) for x in original[producer[t]]["inputs"] if x >= 0)
-        out["xnnpack_ops"], out["xnnpack_partitions"] = sorted(taken), len(delegates)
+        from tests.test_against_runtime import _delegated_by_runtime
+
+        taken, partitions = _delegated_by_runtime(path, len(out["ops"]))
+        out["xnnpack_ops"], out["xnnpack_partitions"] = sorted(taken), partitions
     except (RuntimeError, ValueError) as exc:
         out["xnnpack_error"] = str(exc).splitlines()[0][:200]
     return out

@@ -192,17 +192,24 @@ def published(data: bytes, what: str) -> bytes:
     return pack(model)
 
 
+def _model(*ops: int | str) -> fb.ModelT:
+    """An empty model (schema version 3) with one op code per builtin code or custom name."""
+    model = fb.ModelT()
+    model.version = 3
+    model.operatorCodes = []
+    for op in ops:
+        oc = fb.OperatorCodeT()
+        code = fb.BuiltinOperator.CUSTOM if isinstance(op, str) else op
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
+        oc.customCode = op if isinstance(op, str) else None
+        model.operatorCodes.append(oc)
+    return model
+
+
 def scalar_reshape_model() -> bytes:
     """x [1, 4] -> FULLY_CONNECTED (4 -> 1) -> RESHAPE to a scalar, the shape input a
     zero-element constant with an empty buffer (as published audio models have it)."""
-    model = fb.ModelT()
-    model.version = 3
-    codes = []
-    for code in (fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.RESHAPE):
-        oc = fb.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
-        codes.append(oc)
-    model.operatorCodes = codes
+    model = _model(fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.RESHAPE)
     weights = fb.BufferT()
     weights.data = np.arange(1, 5, dtype=np.float32).view(np.uint8)
     model.buffers = [fb.BufferT(), weights, fb.BufferT()]
@@ -223,14 +230,7 @@ def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
     """A float32 FULLY_CONNECTED chain (tanh between layers) with random weights, e.g.
     ``[30, 16, 2]`` for a tabular classifier on 30 features (no converter needed)."""
     rng = np.random.default_rng(seed)
-    model = fb.ModelT()
-    model.version = 3
-    codes = []
-    for code in (fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.TANH):
-        oc = fb.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
-        codes.append(oc)
-    model.operatorCodes = codes
+    model = _model(fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.TANH)
     model.buffers = [fb.BufferT()]
     sg = fb.SubGraphT()
     sg.tensors, sg.operators = [_tensor("x", [1, sizes[0]])], []
@@ -274,15 +274,8 @@ def sdpa_model(seed: int = 0) -> bytes:
     from flatbuffers import flexbuffers
 
     rng = np.random.default_rng(seed)
-    model = fb.ModelT()
-    model.version = 3
-    codes = []
-    for code, custom in ((fb.BuiltinOperator.FULLY_CONNECTED, None), (fb.BuiltinOperator.RESHAPE, None),
-                         (fb.BuiltinOperator.CUSTOM, "odml.scaled_dot_product_attention")):
-        oc = fb.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version, oc.customCode = code, code, 1, custom
-        codes.append(oc)
-    model.operatorCodes = codes
+    model = _model(fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.RESHAPE,
+                   "odml.scaled_dot_product_attention")
 
     def const(values: np.ndarray) -> int:
         buf = fb.BufferT()
