@@ -265,6 +265,7 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
         met = False
         notes.append(f"no written model that holds the floor is smaller than the file given ({best.measured.bytes:,} "
                      f">= {smallest_given:,} bytes)")
+    if not met:
         notes += _layer_reasons(result, graph)
     if len(variants) > 1:
         rows += [v.measured for v in variants]
@@ -298,6 +299,14 @@ def _layer_reasons(result: SearchResult, graph: LayerGraph, limit: int = 12) -> 
            for db, layer, label in rows[:limit]]
     if len(rows) > limit:
         out.append(f"... and {len(rows) - limit} more layers (JSON: layers[].sqnr_db)")
+    elsewhere = {}
+    for sg in graph.subgraphs[1:]:
+        n = sum(t.elements for t in sg.tensors if t.is_constant and t.dtype == "float32" and t.elements > 16)
+        if n:
+            elsewhere[sg.index] = n
+    if elsewhere:
+        where = ", ".join(f"subgraph {k} ({v:,} weights)" for k, v in elsewhere.items())
+        out.append(f"weights in control-flow bodies are not compressed by the search (main subgraph only): {where}")
     return out
 
 
