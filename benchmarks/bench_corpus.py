@@ -259,8 +259,11 @@ def bench_model(m: dict, path: Path, args: argparse.Namespace, tmp: Path) -> dic
             argv += ["--metric", metric]
         rc, out, err, secs = run_cli(argv, args.timeout)
         entry: dict = {"exit": rc, "seconds": round(secs, 1)}
-        if rc in (0, 1) and out.strip():
-            doc = json.loads(out)
+        try:
+            doc = json.loads(out) if rc in (0, 1) and out.strip() else None
+        except json.JSONDecodeError:
+            doc, err = None, f"stdout is not the JSON report: {out.strip()[:160]!r}"
+        if doc is not None:
             rec = doc["recommended"]
             entry.update(met=doc["met"], bytes=rec["bytes"], metric=rec["metric"], latency_us=rec["latency_us"],
                          float_latency_us=doc["baselines"][0]["latency_us"], evaluations=doc["search"]["evaluations"],
