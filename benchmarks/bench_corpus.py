@@ -298,7 +298,15 @@ def main() -> int:
     ap.add_argument("--json", help="also write every row as JSON to this file")
     ap.add_argument("--search-minutes", type=float, help="cap each search at this many minutes (recommend --budget "
                     "Nm; each layer is still tried at int8 alone): for a run of the whole corpus in an afternoon")
+    ap.add_argument("--report-from", metavar="JSON,...", help="print the tables from rows saved with --json (later "
+                    "files replace a model's earlier row), run nothing")
     args = ap.parse_args()
+    if args.report_from:
+        merged: dict[str, dict] = {}
+        for path in args.report_from.split(","):
+            merged.update((r["name"], r) for r in json.loads(Path(path).read_text()))
+        report(list(merged.values()))
+        return 0
     models = sorted(load_manifest()["models"], key=lambda m: m["size"])  # small first: partial runs say most
     if args.only:
         wanted = set(args.only.split(","))

@@ -189,6 +189,33 @@ def _finite_scales(model: bytes) -> bytes:
     return pack(m)
 
 
+# ai-edge-quantizer's own uniform recipes (litert_quantizer.recipe) that need no calibration:
+# written beside ours so a recommendation is never larger than one of them that holds.
+AEQ_RECIPES = {"dynamic_wi8_afp32": "int8 weights, dynamic-range kernels",
+               "dynamic_wi4_afp32": "int4 weights, dynamic-range kernels",
+               "weight_only_wi8_afp32": "int8 weights dequantized to float kernels"}
+
+
+def write_recipe(model: bytes, name: str) -> bytes:
+    """``model`` (a normalised float .tflite) written by ai-edge-quantizer's uniform recipe
+    ``name`` (a key of :data:`AEQ_RECIPES`), as a user of ai-edge-quantizer would write it.
+    Raises UnsupportedModelError if the written file is not smaller (nothing was quantized)."""
+    from litert_quantizer import quantizer, recipe
+
+    from analyzer.simulation.runner import quiet_native_stderr
+
+    qt = quantizer.Quantizer(model)
+    qt.load_quantization_recipe(getattr(recipe, name)())
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings(), quiet_native_stderr():
+        warnings.simplefilter("ignore")
+        written = _finite_scales(bytes(qt.quantize().quantized_model))
+    if len(written) >= len(model):
+        raise UnsupportedModelError(f"ai-edge-quantizer's {name} wrote {len(written):,} bytes, not smaller than the "
+                                    f"float model's {len(model):,}: it quantized nothing here")
+    return written
+
+
 def _quantize(graph: LayerGraph, model: bytes, recipe: list[dict], calibration: Dataset | None) -> bytes:
     from litert_quantizer import quantizer
 

@@ -25,7 +25,7 @@ from analyzer.graph import LayerGraph
 from analyzer.readers.normalize import Normalized, normalize
 from analyzer.report import AnalysisReport
 from recommender.advice import Advice, advise
-from recommender.materialize import materialize
+from recommender.materialize import AEQ_RECIPES, materialize, write_recipe
 from recommender.measure import Measured, Measurer
 from search.config import PRESETS, CompressionConfig
 from search.engine import SearchResult, SearchSettings, search, split
@@ -228,6 +228,15 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
             presets.append(_Variant(result, rows[-1], written.model, candidate.config, graph))
         except WRITE_ERRORS as exc:  # a preset the writer refuses, or the interpreter will not run: a note
             notes.append(f"{name}: not written ({str(exc).splitlines()[0]})")
+    step("writing ai-edge-quantizer's uniform recipes")
+    for name, description in AEQ_RECIPES.items():
+        try:
+            written_model = write_recipe(model, name)
+            rows.append(measurer.measure(f"{name} (ai-edge-quantizer)", f"{description}, ai-edge-quantizer's own "
+                                         "uniform recipe", written_model))
+            presets.append(_Variant(None, rows[-1], written_model, None, graph))
+        except WRITE_ERRORS as exc:
+            notes.append(f"{name} (ai-edge-quantizer): not written ({str(exc).splitlines()[0][:200]})")
     if report.source is not None and source_path:  # a Keras / SavedModel source: the converter's recipes too
         from analyzer.errors import ConversionError
         from recommender.converter_recipes import convert
@@ -306,7 +315,8 @@ def _layer_reasons(result: SearchResult, graph: LayerGraph, limit: int = 12) -> 
             elsewhere[sg.index] = n
     if elsewhere:
         where = ", ".join(f"subgraph {k} ({v:,} weights)" for k, v in elsewhere.items())
-        out.append(f"weights in control-flow bodies are not compressed by the search (main subgraph only): {where}")
+        out.append(f"weights outside the main subgraph (control-flow bodies, other signatures) are not compressed by "
+                   f"the search: {where}")
     return out
 
 

@@ -39,8 +39,11 @@ def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequen
         rows.append(np.nan_to_num(row, nan=0.0))
         lower.append(-np.inf)
         upper.append(budget)
-    res = milp(c, constraints=LinearConstraint(np.array(rows), lower, upper), integrality=np.ones(n),
-               bounds=Bounds(0, allowed), options={"time_limit": 30})
+    from analyzer.simulation.runner import quiet_native_stderr
+
+    with quiet_native_stderr(1), quiet_native_stderr(2):  # HiGHS prints debug lines from native code
+        res = milp(c, constraints=LinearConstraint(np.array(rows), lower, upper), integrality=np.ones(n),
+                   bounds=Bounds(0, allowed), options={"time_limit": 30, "disp": False})
     if res.x is None:
         return None
     chosen = {}

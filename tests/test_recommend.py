@@ -59,6 +59,9 @@ def test_writes_a_model_that_measures_what_the_report_says(recommended, digits_d
     assert acc == pytest.approx(rec["metric"], abs=1e-6) and acc >= doc["holdout_floor"]  # JSON rounds to 6 places
     names = [m["name"] for m in doc["baselines"]]
     assert names[0] == "float32" and {"float16", "dynamic_range_int8", "full_int8"} <= set(names)
+    assert {"dynamic_wi8_afp32 (ai-edge-quantizer)", "dynamic_wi4_afp32 (ai-edge-quantizer)"} <= set(names)
+    aeq_holding = [m["bytes"] for m in doc["baselines"] if m["name"].endswith("(ai-edge-quantizer)") and m["meets_floor"]]
+    assert rec["bytes"] <= min(aeq_holding, default=rec["bytes"])  # never larger than its uniform recipes that hold
     assert names[-1] == "recommended"
     float_bytes = doc["baselines"][0]["bytes"]
     assert float_bytes == (digits_demo / "digits_cnn.tflite").stat().st_size and rec["bytes"] < float_bytes / 3

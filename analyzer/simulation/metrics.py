@@ -24,6 +24,7 @@ import numpy as np
 from analyzer.errors import MetricError
 
 SQNR_CAP_DB = 150.0  # identical outputs: reported as this, not infinity (JSON has no inf)
+MSE_CAP = 1e30  # outputs gone to inf / NaN: reported as this (JSON has no inf)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def sqnr_db(reference: np.ndarray, x: np.ndarray) -> float:
     signal = float(np.sum(reference.astype(np.float64) ** 2))
     if noise == 0:
         return SQNR_CAP_DB
-    if signal == 0:
-        return -SQNR_CAP_DB
+    if signal == 0 or not math.isfinite(noise) or not math.isfinite(signal) or signal / noise <= 0:
+        return -SQNR_CAP_DB  # no signal, or outputs gone to inf / NaN (a log of a rounded-to-zero value)
     return float(min(SQNR_CAP_DB, 10 * math.log10(signal / noise)))
 
 
@@ -59,9 +60,13 @@ def fidelity(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> 
     out = np.concatenate([o.reshape(len(o), -1) for o in outputs], axis=1).astype(np.float64)
     r0, o0 = reference[0].reshape(len(reference[0]), -1), outputs[0].reshape(len(outputs[0]), -1)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cos = np.where(norms > 0, (ref * out).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cos = np.where(norms > 0, (ref * out).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
+        mse = float(((ref - out) ** 2).mean())
+    cosine = float(cos.mean())
     return {"top1_agreement": float((r0.argmax(axis=1) == o0.argmax(axis=1)).mean()),
-            "sqnr_db": sqnr_db(ref, out), "cosine": float(cos.mean()), "mse": float(((ref - out) ** 2).mean())}
+            "sqnr_db": sqnr_db(ref, out), "cosine": cosine if math.isfinite(cosine) else -1.0,
+            "mse": mse if math.isfinite(mse) else MSE_CAP}
 
 
 # ``--metric NAME``: the built-in primary metrics, by the name reported. Label-free ones

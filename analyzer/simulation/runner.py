@@ -170,21 +170,23 @@ class Runner:
 
 
 @contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence the runtime's native log lines ("INFO: Created TensorFlow Lite XNNPACK
-    delegate") while an interpreter is built; errors still arrive as Python exceptions."""
+def quiet_native_stderr(fd: int = 2) -> Iterator[None]:
+    """Silence native code writing to ``fd`` (2: the runtime's log lines, "INFO: Created
+    TensorFlow Lite XNNPACK delegate"; 1: a solver's messages, which must never reach a JSON
+    report on stdout); errors still arrive as Python exceptions."""
+    stream = sys.stderr if fd == 2 else sys.stdout
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded use): nothing to silence
+        stream.flush()
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):  # no real stream (embedded use): nothing to silence
         yield
         return
     try:
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+            os.dup2(null.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, 2)
+        os.dup2(saved, fd)
         os.close(saved)
 
 
