@@ -46,8 +46,8 @@ class Measurer:
     """Measures written models against the float model on the held-out split."""
 
     def __init__(self, float_model: bytes, holdout: Dataset, metric_fn: str | None, predictor=None,
-                 threads: int = 1, custom_ops: tuple[str, ...] = ()) -> None:
-        graph = read_bytes(float_model)
+                 threads: int = 1, custom_ops: tuple[str, ...] = (), path: str = "<bytes>") -> None:
+        graph = read_bytes(float_model, path)
         self.holdout = holdout
         self.custom_ops = tuple(custom_ops)
         self.metric = Metric(holdout.labels, metric_fn)

@@ -202,7 +202,7 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     search_kw = {"metric_fn": metric_fn, "cache": cache, "dask": dask}
     search_split, holdout = split(data, settings.holdout, settings.seed)
     measurer = Measurer(model, holdout, metric_fn, LatencyPredictor(load_profile(settings.latency_profile)),
-                        threads=1, custom_ops=settings.custom_ops)
+                        threads=1, custom_ops=settings.custom_ops, path=graph.info.path)
     t0 = time.perf_counter()
     step("searching")
     ptq = _searched(graph, model, data, settings, measurer, "post-training", "", progress=search_progress,
