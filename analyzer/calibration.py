@@ -30,9 +30,15 @@ class ModelInput:
     aliases: tuple[str, ...]
     dtype: str
     shape: tuple[int, ...]  # per sample (batch dim dropped); -1 where dynamic
+    batched: bool = True  # False: the input has no batch axis (a scalar, or a fixed first dim > 1): a
+    #                      sample is the whole tensor, and the model runs one sample per invoke
 
     def matches(self, key: str) -> bool:
         return key == self.name or key in self.aliases
+
+    def batch(self, array: np.ndarray, sl: slice) -> np.ndarray:
+        """Samples ``sl`` of ``array`` as the interpreter takes them (batchless: one sample)."""
+        return array[sl] if self.batched else array[sl.start]
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,9 @@ def model_inputs(graph: LayerGraph) -> list[ModelInput]:
         base = t.name.split(":")[0]
         aliases = {t.name, base, base.removeprefix("serving_default_")} - {key}
         dims = t.shape_signature if t.shape_signature is not None else t.shape
-        out.append(ModelInput(t.index, key, tuple(sorted(aliases)), t.dtype, tuple(dims[1:])))
+        batched = bool(dims) and dims[0] in (-1, 1)
+        out.append(ModelInput(t.index, key, tuple(sorted(aliases)), t.dtype, tuple(dims[1:] if batched else dims),
+                              batched))
     return out
 
 

@@ -70,14 +70,14 @@ def collect(graph: LayerGraph, model: bytes | str, data: Dataset, *,
     inputs = model_inputs(graph)
     first = data.sample(0)
     for inp in inputs:
-        it.resize_tensor_input(inp.index, list(first[inp.name].shape))
+        if inp.batched:
+            it.resize_tensor_input(inp.index, list(first[inp.name].shape))
     it.allocate_tensors()
     wanted = [t for t in graph.main.tensors if t.buffer is None and t.dtype in ("float32", "float16")]
     acc = {t.index: _Accumulator(seed + t.index) for t in wanted}
     for i in range(len(data)):
-        sample = data.sample(i)
         for inp in inputs:
-            it.set_tensor(inp.index, sample[inp.name])
+            it.set_tensor(inp.index, inp.batch(data.inputs[inp.name], slice(i, i + 1)))
         it.invoke()
         for t in wanted:
             try:

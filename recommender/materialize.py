@@ -78,10 +78,11 @@ def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice, prefer: str
 
 
 def _calibration(graph: LayerGraph, data: Dataset) -> dict[str, list[dict]]:
+    from analyzer.calibration import model_inputs
+
     key = graph.signatures[0].key if graph.signatures else "serving_default"
-    names = list(data.inputs)
-    n = len(data)
-    return {key: [{name: data.inputs[name][i:i + 1] for name in names} for i in range(n)]}
+    inputs = [i for i in model_inputs(graph) if i.name in data.inputs]
+    return {key: [{i.name: i.batch(data.inputs[i.name], slice(k, k + 1)) for i in inputs} for k in range(len(data))]}
 
 
 def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoice],

@@ -226,14 +226,15 @@ def scalar_reshape_model() -> bytes:
     return pack(model)
 
 
-def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
+def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True, rows: int = 1) -> bytes:
     """A float32 FULLY_CONNECTED chain (tanh between layers) with random weights, e.g.
-    ``[30, 16, 2]`` for a tabular classifier on 30 features (no converter needed)."""
+    ``[30, 16, 2]`` for a tabular classifier on 30 features (no converter needed). ``rows``
+    > 1 makes the input ``[rows, features]`` with no batch axis (a frame of a sequence)."""
     rng = np.random.default_rng(seed)
     model = _model(fb.BuiltinOperator.FULLY_CONNECTED, fb.BuiltinOperator.TANH)
     model.buffers = [fb.BufferT()]
     sg = fb.SubGraphT()
-    sg.tensors, sg.operators = [_tensor("x", [1, sizes[0]])], []
+    sg.tensors, sg.operators = [_tensor("x", [rows, sizes[0]])], []
     current = 0
     for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         for name, shape, scale in ((f"dense_{k}/kernel", [n_out, n_in], 1 / np.sqrt(n_in)),
@@ -242,7 +243,7 @@ def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
             buf.data = (rng.normal(size=shape) * scale).astype(np.float32).view(np.uint8).reshape(-1)
             model.buffers.append(buf)
             sg.tensors.append(_tensor(name, shape, buffer=len(model.buffers) - 1))
-        sg.tensors.append(_tensor(f"dense_{k}", [1, n_out]))
+        sg.tensors.append(_tensor(f"dense_{k}", [rows, n_out]))
         fc = fb.OperatorT()
         fc.opcodeIndex, fc.inputs, fc.outputs = 0, [current, len(sg.tensors) - 3, len(sg.tensors) - 2], \
             [len(sg.tensors) - 1]
@@ -250,7 +251,7 @@ def fc_chain(sizes: list[int], seed: int = 0, signature: bool = True) -> bytes:
         sg.operators.append(fc)
         current = len(sg.tensors) - 1
         if k < len(sizes) - 2:
-            sg.tensors.append(_tensor(f"tanh_{k}", [1, n_out]))
+            sg.tensors.append(_tensor(f"tanh_{k}", [rows, n_out]))
             act = fb.OperatorT()
             act.opcodeIndex, act.inputs, act.outputs = 1, [current], [len(sg.tensors) - 1]
             sg.operators.append(act)

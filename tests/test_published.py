@@ -275,3 +275,23 @@ def test_repeated_tensor_names_are_made_unique(models):
         it.invoke()
         outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
     np.testing.assert_array_equal(*outs)
+
+
+def test_inputs_without_a_batch_axis(tmp_path):
+    """An input whose first dim is fixed and not 1 ([3, 40]: frames of a sequence, as published
+    audio models have them) is one sample per invoke; its data is (samples, 3, 40)."""
+    raw = fc_chain([40, 32, 4], rows=3)
+    graph = read_bytes(raw, "frames.tflite")
+    (inp,) = model_inputs(graph)
+    assert not inp.batched and inp.shape == (3, 40)
+    x = np.random.default_rng(0).normal(size=(12, 3, 40)).astype(np.float32)
+    out = Runner(graph, Dataset("f", {"x": x}, None, tuple(range(12)))).outputs(raw)[0]
+    assert out.shape == (12, 3, 4)
+    first = Runner(graph, Dataset("f", {"x": x[:1]}, None, (0,))).outputs(raw)[0]
+    np.testing.assert_allclose(out[:1], first, rtol=1e-6)
+    path = tmp_path / "frames.tflite"
+    path.write_bytes(raw)
+    np.savez(tmp_path / "f.npz", x=x.repeat(3, axis=0))
+    rc, out_json, err = run_cli("search", path, "--data", tmp_path / "f.npz", "--floor", "30", "--no-cache",
+                                "--no-sparsity", "--format", "json")
+    assert rc == 0 and '"met": true' in out_json, err

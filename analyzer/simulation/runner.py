@@ -63,7 +63,8 @@ class Runner:
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
         sg = graph.main
-        dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs)
+        dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs) and all(
+            i.batched for i in self.inputs)
         self.batch = max(1, min(batch, len(data))) if dynamic else 1
 
     @staticmethod
@@ -132,12 +133,13 @@ class Runner:
             n = sl.stop - sl.start
             if n != size:
                 for inp in self.inputs:
-                    it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
+                    if inp.batched:
+                        it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
                 with quiet_native_stderr():  # the default delegate is applied (and logs) here
                     it.allocate_tensors()
                 size = n
             for inp in self.inputs:
-                it.set_tensor(inp.index, self.data.inputs[inp.name][sl])
+                it.set_tensor(inp.index, inp.batch(self.data.inputs[inp.name], sl))
             it.invoke()
             yield it, sl
 
