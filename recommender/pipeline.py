@@ -169,8 +169,11 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
         tried.append(_Variant(result, measured, written.model, candidate.config, graph))
         if measured.metric >= result.holdout_floor:
             break
-    if not tried:
-        raise UnsupportedModelError(f"{graph.info.path}: no candidate could be written and run ({'; '.join(failed)})")
+    if not tried:  # the float model stands in, so the presets and the writer's own recipes still get their say
+        measured = measurer.measure(name, "no candidate could be written and run: the float model", model,
+                                    predicted_bytes=result.float_bytes, estimated_metric=result.float_holdout_metric)
+        measured = replace(measured, notes=tuple(f"not written: {f}" for f in failed))
+        return _Variant(result, measured, model, CompressionConfig({}, "float32"), graph)
     if failed:
         last = tried[-1].measured
         tried[-1] = replace(tried[-1], measured=replace(last, notes=last.notes + tuple(
