@@ -43,10 +43,14 @@ def cnn_keras():
 
 
 def _randomized(model, seed: int = 0):
-    """Deterministic non-zero weights (the converter drops all-zero biases)."""
+    """Deterministic non-zero weights (the converter drops all-zero biases); a BatchNorm's
+    moving variance stays positive (a negative one makes every output NaN)."""
     rng = np.random.default_rng(seed)
     for w in model.weights:
-        w.assign(rng.normal(0, 0.2, w.shape).astype("float32"))
+        value = rng.normal(0, 0.2, w.shape).astype("float32")
+        if "variance" in getattr(w, "path", w.name):
+            value = np.abs(value) + 0.5
+        w.assign(value)
     return model
 
 
