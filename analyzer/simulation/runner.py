@@ -47,8 +47,8 @@ def require_runnable(graph: LayerGraph, custom_ops: tuple[str, ...] = ()) -> Non
     more = f" (and {len(cpu.unsupported) - 1} more ops)" if len(cpu.unsupported) > 1 else ""
     raise UnsupportedModelError(
         f"{graph.info.path}: the LiteRT interpreter cannot run subgraph {first.subgraph} op {first.index} "
-        f"({first.op}): {why}{more}; evaluation needs it (give --custom-ops MODULE:FUNCTION to register its kernel; the static analysis, "
-        "`analyze` without --data, still works)")
+        f"({first.op}): {why}{more}; evaluation needs it (give --custom-ops MODULE:FUNCTION to register its "
+        "kernel; the static analysis, `analyze` without --data, still works)")
 
 
 class Runner:
@@ -72,21 +72,21 @@ class Runner:
         dims = t.shape_signature if t.shape_signature is not None else t.shape
         return dims[0] if dims else 0
 
-    def _interpreter(self, model: bytes, preserve: bool):
+    def _interpreter(self, model: bytes, preserve: bool, delegates: bool):
         from ai_edge_litert.interpreter import OpResolverType
 
         from analyzer.simulation.interpreter import new_interpreter
 
-        resolver = (OpResolverType.AUTO if self.delegates and not preserve
+        resolver = (OpResolverType.AUTO if delegates and not preserve
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         with quiet_native_stderr():
             return new_interpreter(model_content=model, num_threads=self.threads, custom_ops=self.custom_ops,
                                    experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve)
 
-    def _slices(self) -> Iterator[slice]:
+    def _slices(self, batch: int) -> Iterator[slice]:
         n = len(self.data)
-        for start in range(0, n, self.batch):
-            yield slice(start, min(n, start + self.batch))
+        for start in range(0, n, batch):
+            yield slice(start, min(n, start + batch))
 
     def invocations(self, model: bytes, *, preserve: bool = False) -> Iterator[tuple[object, slice]]:
         """Yield (interpreter, samples) after each invoke, for reading any tensor.
@@ -121,15 +121,9 @@ class Runner:
 
     def _invocations(self, model: bytes, preserve: bool, batch: int, delegates: bool
                      ) -> Iterator[tuple[object, slice]]:
-        saved = self.batch, self.delegates
-        self.batch, self.delegates = batch, delegates
-        try:
-            it = self._interpreter(model, preserve)
-            slices = list(self._slices())
-        finally:
-            self.batch, self.delegates = saved
+        it = self._interpreter(model, preserve, delegates)
         size = None
-        for sl in slices:
+        for sl in self._slices(batch):
             n = sl.stop - sl.start
             if n != size:
                 for inp in self.inputs:
