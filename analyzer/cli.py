@@ -16,6 +16,7 @@ import sys
 
 from analyzer import __version__
 from analyzer.errors import AnalyzerError, UsageError
+from analyzer.simulation import interpreter as custom_op_registerers
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -70,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", choices=("accuracy", "agreement", "sqnr", "cosine"),
                    help="a built-in metric instead: accuracy (needs labels), or without labels top-1 agreement "
                         "with the float model, output SQNR, or cosine similarity")
-    s.add_argument("--custom-ops", action="append", default=[], metavar="MODULE:FUNCTION",
-                   help="a registerer of custom-op kernels the interpreter lacks (a function taking the op "
-                        "resolver's address, e.g. ai_edge_litert.pywrap_genai_ops:GenAIOpsRegisterer); repeatable")
+    custom_op_registerers.add_argument(s)
     s.add_argument("--activation-range", choices=("minmax", "percentile"), default="minmax",
                    help="how activation ranges are calibrated (default: minmax)")
     s.add_argument("--percentile", type=float, default=99.99, help="upper percentile for --activation-range "
@@ -201,14 +200,7 @@ def _sensitivity_settings(args: argparse.Namespace):
                                all_but_one=args.all_but_one, one_at_a_time=not args.local_only,
                                activation_range=args.activation_range,
                                percentile=args.percentile, tolerance=args.tolerance, min_sqnr_db=args.min_sqnr,
-                               jobs=args.jobs, custom_ops=_custom_ops(args))
-
-
-def _custom_ops(args: argparse.Namespace) -> tuple[str, ...]:
-    from analyzer.simulation.interpreter import check_registerers
-
-    check_registerers(args.custom_ops)
-    return tuple(args.custom_ops)
+                               jobs=args.jobs, custom_ops=custom_op_registerers.from_arguments(args))
 
 
 def _sensitivity(args: argparse.Namespace, report, settings):

@@ -14,6 +14,7 @@ import os
 import sys
 
 from analyzer.errors import UsageError
+from analyzer.simulation import interpreter as custom_op_registerers
 from analyzer.simulation.metrics import BUILTIN_METRICS
 
 
@@ -65,7 +66,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    "labels), or without labels top-1 agreement with the float model (classifiers), output SQNR in "
                    "dB, or cosine similarity (default: accuracy with labels, else sqnr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
-    add_custom_ops_argument(p)
+    custom_op_registerers.add_argument(p)
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--dask", metavar="ADDRESS", help="run evaluations on a Dask cluster: a scheduler address "
                    "(tcp://host:8786) or 'local' for a LocalCluster of --jobs worker processes")
@@ -87,22 +88,7 @@ def search_settings(args: argparse.Namespace):
                           sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
                           strategy=args.strategy,
                           max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
-                          latency_profile=args.latency_profile, custom_ops=custom_ops(args))
-
-
-def add_custom_ops_argument(p) -> None:
-    p.add_argument("--custom-ops", action="append", default=[], metavar="MODULE:FUNCTION",
-                   help="a registerer of custom-op kernels the interpreter lacks (a function taking the op "
-                        "resolver's address, e.g. ai_edge_litert.pywrap_genai_ops:GenAIOpsRegisterer); repeatable")
-
-
-def custom_ops(args: argparse.Namespace) -> tuple[str, ...]:
-    """The --custom-ops registerers, each imported now (UsageError naming a bad one)."""
-    from analyzer.simulation.interpreter import check_registerers
-
-    specs = tuple(args.custom_ops or ())
-    check_registerers(specs)
-    return specs
+                          latency_profile=args.latency_profile, custom_ops=custom_op_registerers.from_arguments(args))
 
 
 def metric_spec(args: argparse.Namespace) -> str | None:

@@ -39,6 +39,21 @@ def check_registerers(specs: Sequence[str]) -> None:
         registerer(spec)
 
 
+def add_argument(parser) -> None:
+    """``--custom-ops`` for a command's argument parser (sensitivity, search, recommend)."""
+    parser.add_argument("--custom-ops", action="append", default=[], metavar="MODULE:FUNCTION",
+                        help="a registerer of custom-op kernels the interpreter lacks (a function taking the op "
+                             "resolver's address, e.g. ai_edge_litert.pywrap_genai_ops:GenAIOpsRegisterer); "
+                             "repeatable")
+
+
+def from_arguments(args) -> tuple[str, ...]:
+    """The ``--custom-ops`` registerers, each imported now (UsageError naming a bad one)."""
+    specs = tuple(getattr(args, "custom_ops", None) or ())
+    check_registerers(specs)
+    return specs
+
+
 def new_interpreter(*, custom_ops: Sequence[str] = (), **kwargs):
     """``ai_edge_litert.interpreter.Interpreter(**kwargs)``, with ``custom_ops`` registered."""
     from ai_edge_litert.interpreter import Interpreter, InterpreterWithCustomOps
