@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         args = calibrate_parser().parse_args(raw[1:])
         return guarded("analyze calibrate-latency", lambda: calibrate_run(args), debug=False, sigterm=argv is None,
                        interrupted="interrupted; no profile written")
+    if raw[:1] == ["import-profile"]:
+        from analyzer.latency.import_cli import build_parser as import_parser, run as import_run
+
+        args = import_parser().parse_args(raw[1:])
+        return guarded("analyze import-profile", lambda: import_run(args), debug=False, sigterm=argv is None,
+                       interrupted="interrupted; no profile written")
     args = build_parser().parse_args(argv)
     return guarded("analyze", lambda: _run(args), debug=args.debug, sigterm=argv is None)
 

@@ -68,6 +68,14 @@ def _transpose_conv(layer: Layer, ins: list, outs: list) -> int:
     return _elems(_arg(ins, 2)) * w.shape[0] * w.shape[1] * w.shape[2] if w else 0
 
 
+@register_op_cost("Convolution2DTransposeBias")
+def _mediapipe_transpose_conv(layer: Layer, ins: list, outs: list) -> int:
+    """MediaPipe's custom transposed convolution (inputs: x, weights [out_c, kh, kw, in_c], bias),
+    which XNNPACK runs natively."""
+    w = _weight(ins, 1, 4)
+    return _elems(_arg(ins, 0)) * w.shape[0] * w.shape[1] * w.shape[2] if w else 0
+
+
 @register_op_cost("CONV_3D")
 def _conv3d(layer: Layer, ins: list, outs: list) -> int:
     w = _weight(ins, 1, 5)  # [kd, kh, kw, in_c, out_c]

@@ -105,11 +105,12 @@ def test_prediction(models, quick_profile):
     assert predictor.predict("CONV_2D", "float32", features(big)).latency_us > \
         3 * predictor.predict("CONV_2D", "float32", features(small)).latency_us
     assert predictor.predict("CONV_2D", "float16", features(small)).method == "float32 x ratio"
-    assert predictor.predict("TRANSPOSE_CONV", "float32", features(small)).method == "roofline"
+    assert predictor.predict("TRANSPOSE_CONV", "float32", features(small)).method == "like:CONV_2D"
+    assert predictor.predict("ZEROS_LIKE", "float32", features(small)).method == "generic"
     graph = read(models["float_cnn"])
     res = predict_latency(graph, predictor)
     assert res.total_us == pytest.approx(sum(r.latency_us for r in res.layers) + predictor.profile.invoke_overhead_us)
-    assert any("roofline" in n for n in res.notes)  # TRANSPOSE_CONV, PACK... are not swept
+    assert any("estimated from ops like them" in n for n in res.notes)  # TRANSPOSE_CONV... are not swept
     conv = next(r for r in res.layers if r.op == "CONV_2D")
     assert conv.variant == "float32" and {"int8", "dynamic"} <= set(conv.variants_us)
     int8 = predict_latency(read(models["int8_float_io_cnn"]), predictor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -14,7 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="analyze calibrate-latency",
                 description="Time a sweep of single-op models on this machine and write a latency profile "
                             "for --latency-profile (about a minute on 2 cores at --scale 1).")
-    p.add_argument("--out", "-o", required=True, metavar="FILE", help="the profile to write (.json)")
+    p.add_argument("--out", "-o", metavar="FILE", help="the profile to write (.json); with --quick, default: "
+                   "this machine's cache entry, used automatically when no --latency-profile is given")
+    p.add_argument("--quick", action="store_true", help="at most 30 s: re-time a few anchor ops of the reference "
+                   "profile and rescale all of it per op kind and variant, instead of the full sweep")
+    p.add_argument("--reference", metavar="FILE", help="with --quick: the profile to rescale (default: the shipped one)")
     p.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: 1)")
     p.add_argument("--scale", type=float, default=1.0, help="samples per op relative to the default plan "
                    "(default: 1.0; 0.1 for a quick check)")
@@ -24,18 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="time only these variants (comma-separated, e.g. int4_weightonly)")
     p.add_argument("--merge", action="store_true", help="add the timings to the existing profile --out, "
                    "replacing its samples of the same variants (keeps its other samples and device record)")
+    p.add_argument("--add-models", nargs="+", metavar="MODEL", default=(),
+                   help="also cut every op out of these .tflite models and time it alone: samples with the shapes "
+                        "real models use (each model in a child process; with --merge, replaces that model's samples)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from analyzer.errors import UsageError
     from analyzer.latency.profile import machine, make
     from analyzer.latency.sweep import plan, run
     from analyzer.output import check_outputs, write_atomic
     from analyzer.progress import progress_bar
 
+    if args.quick:
+        return run_quick(args)
+    if not args.out:
+        raise UsageError("--out FILE is required (without --quick)")
     if not 0 < args.scale <= 10:
         raise UsageError(f"--scale {args.scale}: expected a value in (0, 10]")
     if os.path.exists(args.out) and not (args.force or args.merge):
@@ -46,26 +56,96 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         from analyzer.latency.profile import load
 
-        if not variants:
-            raise UsageError("--merge needs --variants (the variants whose samples it replaces)")
         base = load(args.out)
-    specs = plan(args.scale, args.seed, variants)
-    if not specs:
+    for m in args.add_models:
+        check_input(m)
+    if args.merge and not variants and not args.add_models:
+        raise UsageError("--merge needs --variants or --add-models (the samples it replaces)")
+    specs = plan(args.scale, args.seed, variants) if variants or not (args.merge and args.add_models) else []
+    if variants and not specs:
         raise UsageError(f"--variants {args.variants}: the sweep has none of them")
     start = time.perf_counter()
-    tick = progress_bar("latency sweep")(len(specs), 0)
+    tick = progress_bar("latency sweep")(len(specs), 0) if specs else None
     samples = list(run(specs, threads=args.threads, progress=tick))
+    added = []
+    for m in args.add_models:
+        got, err = sliced(m, args.threads)
+        if err:
+            print(f"{m}: not added ({err})", file=sys.stderr)
+        added.extend(got)
     device = machine()
     if args.name:
         device["name"] = args.name
     source = f"analyze calibrate-latency --scale {args.scale}"
+    names = {x["model"] for x in added}
+    if args.add_models:
+        source += f" --add-models ({len(names)} models)"
     if base is not None:
-        kept = [x for x in base.samples if x["variant"] not in variants]
-        doc = make(kept + samples, threads=base.threads, device=base.device,
-                   source=f"{base.source}; {source} --variants {','.join(variants)} --merge")
+        kept = [x for x in base.samples if (not variants or x["variant"] not in variants or "model" in x)
+                and x.get("model") not in names]
+        doc = make(kept + samples + added, threads=base.threads, device=base.device, source=f"{base.source}; {source} --merge")
     else:
-        doc = make(samples, threads=args.threads, device=device, source=source)
+        doc = make(samples + added, threads=args.threads, device=device, source=source)
     write_atomic(args.out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
-    print(f"wrote {args.out}: {len(samples)} single-op timings in {time.perf_counter() - start:.0f} s "
-          f"({device['name']}, {args.threads} thread(s))", file=sys.stderr)
+    print(f"wrote {args.out}: {len(samples)} single-op timings and {len(added)} ops of {len(names)} model(s) in "
+          f"{time.perf_counter() - start:.0f} s ({device['name']}, {args.threads} thread(s))", file=sys.stderr)
     return 0
+
+
+def run_quick(args: argparse.Namespace) -> int:
+    from analyzer.errors import UsageError
+    from analyzer.latency.calibrate import cache_path, quick
+    from analyzer.latency.profile import load
+    from analyzer.output import check_outputs, write_atomic
+    from analyzer.progress import progress_bar
+
+    if args.add_models or args.merge or args.variants:
+        raise UsageError("--quick rescales a whole profile: it takes no --add-models, --merge or --variants")
+    out = args.out or cache_path(args.threads)
+    if args.out and os.path.exists(args.out) and not args.force:
+        raise UsageError(f"{args.out}: exists; use --force to overwrite it")
+    reference = load(args.reference, automatic=False)
+    if reference.kind != "cpu":
+        raise UsageError(f"{reference.path}: an imported device profile cannot be rescaled to this machine")
+    if args.out:
+        check_outputs([args.out], protect=None)
+    else:
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    doc, facts = quick(reference, threads=args.threads, progress=progress_bar("quick calibration"))
+    if args.name:
+        doc["device"]["name"] = args.name
+    write_atomic(out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
+    print(f"wrote {out}: {os.path.basename(reference.path)} rescaled from {facts['anchors']} anchor ops in "
+          f"{facts['seconds']:.0f} s (this machine / reference: x{facts['median_ratio']:.2f} median; "
+          f"{doc['device']['name']}, {args.threads} thread(s))", file=sys.stderr)
+    return 0
+
+
+def check_input(path: str) -> None:
+    from analyzer.errors import UsageError
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such model file")
+
+
+def sliced(path: str, threads: int) -> tuple[list[dict], str | None]:
+    """The op samples of one model, cut and timed in a child process (a crash in native code
+    loses that model only): (samples, None) or ([], why)."""
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            return pool.submit(_slice_worker, path, threads).result(), None
+    except concurrent.futures.process.BrokenProcessPool:
+        return [], "the interpreter crashed"
+    except Exception as exc:  # the model's fault: unreadable, not runnable
+        return [], str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _slice_worker(path: str, threads: int) -> list[dict]:
+    from analyzer.latency.sweep import model_samples
+    from analyzer.readers import read
+
+    return list(model_samples(read(path), os.path.splitext(os.path.basename(path))[0], threads=threads))

@@ -21,7 +21,9 @@ def variant_of(graph: LayerGraph, layer: Layer, producers: dict | None = None) -
     tensors = graph.subgraphs[layer.subgraph].tensors
     acts = [tensors[i] for i in layer.inputs if i >= 0 and not tensors[i].is_constant]
     acts += [tensors[i] for i in layer.outputs if i >= 0]
-    if any(t.dtype in ("int8", "uint8") for t in acts) and layer.op not in ("QUANTIZE", "DEQUANTIZE"):
+    if any(t.dtype == "uint8" for t in acts) and layer.op not in ("QUANTIZE", "DEQUANTIZE"):
+        return "uint8"  # the old converter's asymmetric quantization: other kernels than int8's
+    if any(t.dtype == "int8" for t in acts) and layer.op not in ("QUANTIZE", "DEQUANTIZE"):
         return "int8"
     if any(t.dtype == "int16" for t in acts):
         return "int16"
@@ -33,26 +35,43 @@ def variant_of(graph: LayerGraph, layer: Layer, producers: dict | None = None) -
     producers = producers if producers is not None else graph.producers(layer.subgraph)
     for i in layer.inputs[1:]:
         p = producers.get(i)
-        if p is not None and p.op == "DEQUANTIZE" and all(tensors[j].is_constant for j in p.inputs if j >= 0):
+        if p is not None and p.op == "DEQUANTIZE" and all(_static(graph, p, j, producers) for j in p.inputs if j >= 0):
             packed = any(tensors[j].dtype in ("int4", "int2") for j in p.inputs if j >= 0)
             return "int4_weightonly" if packed else "float16"
     return "float32"
 
 
-def constant_folded(graph: LayerGraph, layer: Layer) -> bool:
-    """A DEQUANTIZE of a constant (weights stored small): float16 and int8 are unpacked once
-    when the model is prepared; an int4 one runs at every invoke, and its time is counted in
-    the layer that reads it (the ``int4_weightonly`` variant, timed as the pair)."""
-    tensors = graph.subgraphs[layer.subgraph].tensors
-    return layer.op == "DEQUANTIZE" and all(tensors[i].is_constant for i in layer.inputs if i >= 0)
+FOLDED_OPS = ("DEQUANTIZE", "DENSIFY")
 
 
-def op_features(graph: LayerGraph, layer: Layer) -> dict[str, float]:
+def _static(graph: LayerGraph, layer: Layer, i: int, producers: dict) -> bool:
+    """Tensor ``i`` is a constant, or the output of a constant-folded op (weights unpacked once)."""
+    t = graph.subgraphs[layer.subgraph].tensors[i]
+    if t.is_constant:
+        return True
+    p = producers.get(i)
+    return p is not None and constant_folded(graph, p, producers)
+
+
+def constant_folded(graph: LayerGraph, layer: Layer, producers: dict | None = None) -> bool:
+    """A DEQUANTIZE or DENSIFY of constant weights (stored small or sparse): float16 and int8
+    are unpacked once when the model is prepared (the interpreter and XNNPACK both do), and so
+    are sparse weights; an int4 DEQUANTIZE runs at every invoke, and its time is counted in the
+    layer that reads it (the ``int4_weightonly`` variant, timed as the pair)."""
+    if layer.op not in FOLDED_OPS:
+        return False
+    producers = producers if producers is not None else graph.producers(layer.subgraph)
+    return all(_static(graph, layer, i, producers) for i in layer.inputs if i >= 0)
+
+
+def op_features(graph: LayerGraph, layer: Layer, producers: dict | None = None) -> dict[str, float]:
     tensors = graph.subgraphs[layer.subgraph].tensors
+    producers = producers if producers is not None else graph.producers(layer.subgraph)
     ins = [tensors[i] if i >= 0 else None for i in layer.inputs]
     outs = [tensors[i] for i in layer.outputs if i >= 0]
-    acts = [t for t in ins if t is not None and not t.is_constant]
-    weights = [t for t in ins if t is not None and t.is_constant]
+    static = {i for i in layer.inputs if i >= 0 and _static(graph, layer, i, producers)}
+    acts = [tensors[i] for i in layer.inputs if i >= 0 and i not in static]
+    weights = [tensors[i] for i in layer.inputs if i in static]
     w = ins[1] if len(ins) > 1 and ins[1] is not None else None
     first_in = acts[0] if acts else None
     out = outs[0] if outs else None

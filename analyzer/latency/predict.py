@@ -51,10 +51,11 @@ WEIGHTED_VARIANTS = ("float32", "float16", "int8", "dynamic")
 def layer_latency(predictor: LatencyPredictor, graph: LayerGraph, layer: Layer, variant: str | None = None,
                   producers: dict | None = None) -> tuple[float, str, str]:
     """(microseconds, method, variant) of ``layer``, as it is or under ``variant``."""
-    if constant_folded(graph, layer):
+    producers = producers if producers is not None else graph.producers(layer.subgraph)
+    if constant_folded(graph, layer, producers):
         return 0.0, "folded", "float16"
     v = variant or variant_of(graph, layer, producers)
-    p = predictor.predict(layer.op, v, op_features(graph, layer))
+    p = predictor.predict(layer.op, v, op_features(graph, layer, producers))
     return max(p.latency_us - predictor.profile.invoke_overhead_us, 0.0), p.method, v
 
 
@@ -71,10 +72,13 @@ def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_vari
     total = sum(r.latency_us for r in rows) + predictor.profile.invoke_overhead_us
     rows = [LayerLatency(r.index, r.name, r.op, r.variant, r.latency_us, r.method, r.latency_us / total if total else 0,
                          r.variants_us) for r in rows]
-    notes = []
+    notes = list(predictor.profile.notes)
     if len(graph.subgraphs) > 1:
         notes.append(f"{len(graph.subgraphs) - 1} called subgraph(s) (control flow) are not predicted")
     roof = sorted({r.op for r in rows if r.method == "roofline"})
     if roof:
         notes.append(f"no profile samples for {', '.join(roof)}: roofline estimate")
+    generic = sorted({r.op for r in rows if r.method == "generic" or r.method.startswith("like:")})
+    if generic:
+        notes.append(f"no profile samples for {', '.join(generic)}: estimated from ops like them")
     return PredictedLatency(predictor.profile.summary(), total, tuple(rows), tuple(notes))

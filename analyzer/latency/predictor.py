@@ -4,8 +4,12 @@ For each (op kind, variant) with enough samples: a non-negative linear base (inv
 MACs, activation and weight elements), corrected by a random forest on the op's log features
 (it learns what the base misses: cache effects, kernel choice by shape). A variant without
 samples of its own borrows the op's float32 model times the median variant/float32 ratio the
-sweep measured. An op kind without samples falls back to the roofline: the peak MAC rate
-and memory bandwidth the sweep reached.
+sweep measured. An op kind with a few samples (real-model ops, added by
+``calibrate-latency --add-models``) is the generic model of ops without weights times the
+median ratio those samples show; an op kind without any falls back to that generic model.
+
+Samples may name the model they were cut from (``"model"``); ``exclude_models`` leaves them
+out, so a benchmark can predict a model from a profile that never saw its ops.
 """
 
 from __future__ import annotations
@@ -59,11 +63,23 @@ class LatencyPredictor:
     """Built from a profile; ``predict(op, variant, features)`` in microseconds. Each (op,
     variant) regressor is fitted on first use, so a small model costs only what it needs."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, exclude_models: tuple[str, ...] | frozenset[str] = (),
+                 reference: Profile | None = None) -> None:
         self.profile = profile
+        self.device: DeviceModel | None = None
+        if profile.kind == "device":  # imported per-op tables: the reference profile rescaled by them
+            from analyzer.latency.profile import load
+
+            ref = LatencyPredictor(reference or load(None, automatic=False))
+            self.device = DeviceModel([s for s in profile.samples if s.get("model") not in exclude_models], ref)
         self.groups: dict[tuple[str, str], list] = defaultdict(list)
+        self.generic_samples: dict[str, list] = defaultdict(list)
         for s in profile.samples:
+            if s.get("model") in exclude_models:
+                continue
             self.groups[s["op"], s["variant"]].append(s)
+            if s["op"] not in WEIGHTED_OPS:
+                self.generic_samples[_activation_class(s["variant"])].append(s)
         self._fitted: dict[tuple[str, str], _KindModel] = {}
         self.macs_per_us, self.elems_per_us = self._roofline(profile.samples)
 
@@ -102,7 +118,23 @@ class LatencyPredictor:
                                        for s in self.groups[op, variant])
         return self._fitted[key]
 
+    def _generic(self, variant: str) -> _KindModel | None:
+        cls = _activation_class(variant)
+        key = ("*generic*", cls)
+        if key not in self._fitted:
+            samples = self.generic_samples.get(cls) or self.generic_samples.get("float")
+            self._fitted[key] = _KindModel(samples) if samples and len(samples) >= MIN_SAMPLES else None
+        return self._fitted[key]
+
+    def _few(self, op: str, variant: str) -> tuple[list, str] | None:
+        for v in (variant,) + BORROW.get(variant, ()):
+            if self.groups.get((op, v)):
+                return self.groups[op, v], v
+        return None
+
     def predict(self, op: str, variant: str, f: dict[str, float]) -> Prediction:
+        if self.device is not None:
+            return self.device.predict(op, variant, f)
         if variant in RATIO_VARIANTS and self.has(op, "float32") and self.groups.get((op, variant)):
             return Prediction(self._model(op, "float32").predict(f) * self._ratio(op, variant), "float32 x ratio")
         if self.has(op, variant):
@@ -112,7 +144,38 @@ class LatencyPredictor:
         for other in BORROW.get(variant, ()):
             if self.has(op, other):
                 return Prediction(self._model(op, other).predict(f), f"borrowed:{other}")
-        return Prediction(self.roofline(variant, f), "roofline")
+        like = self._model(LIKE[op], variant) if op in LIKE and self.has(LIKE[op], variant) else None
+        generic = self._generic(variant)
+        base = like or generic
+        if base is None:
+            return Prediction(self.roofline(variant, f), "roofline")
+        few = self._few(op, variant)
+        if few is not None:  # a few samples of the op kind itself (real-model ops): their ratio to the base
+            samples, v = few
+            key = (op, v, "base ratio")
+            if key not in self._fitted:
+                self._fitted[key] = median(s["latency_us"] / max(base.predict(s["features"]), 1e-3) for s in samples)
+            kind = f"like:{LIKE[op]}" if like else "generic"
+            return Prediction(base.predict(f) * self._fitted[key], f"{kind} x {len(samples)} sample(s)")
+        if like is not None:
+            return Prediction(like.predict(f), f"like:{LIKE[op]}")
+        return Prediction(generic.predict(f), "generic")
+
+
+# a weighted op kind without samples costs what the op with the same arithmetic does
+LIKE = {"TRANSPOSE_CONV": "CONV_2D", "CONV_3D": "CONV_2D", "BATCH_MATMUL": "FULLY_CONNECTED",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM": "FULLY_CONNECTED", "LSTM": "FULLY_CONNECTED", "SVDF": "FULLY_CONNECTED",
+        "EMBEDDING_LOOKUP": "GATHER", "Convolution2DTransposeBias": "CONV_2D"}
+
+
+def _activation_class(variant: str) -> str:
+    return "int" if variant in ("int8", "uint8", "int16") else "float"
+
+
+# ops whose cost is their weights' arithmetic; the others (elementwise, layout, pooling,
+# reductions) make up the generic model of an op kind the profile has no samples of
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
+                          "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "SVDF", "EMBEDDING_LOOKUP"})
 
 
 # float16 weights are dequantized once when the model is prepared (XNNPACK folds the
@@ -120,4 +183,39 @@ class LatencyPredictor:
 # sweep's float16 samples measured (about 1.0) predicts them better than a small model of its own.
 RATIO_VARIANTS = ("float16",)
 BORROW = {"float16": ("float32",), "dynamic": ("float32",), "int16": ("int8",), "int8": (), "float32": (),
+          "uint8": ("int8",),
           "int4_weightonly": ("float32",), "int4_dynamic": ("dynamic", "float32")}
+
+
+class DeviceModel:
+    """Predictions for a device known from imported per-op tables (ops timed inside whole models
+    on that device): the reference profile's prediction for the op, less the single-op invoke
+    overhead, times the device's speed ratio for that kind of op. The ratios are fitted like a
+    quick calibration's (``calibrate.Rescaler``): per (op, variant) against the reference
+    latency where the tables have samples of it, else per op kind, activation type, or overall.
+    A few real models cover the common ops; every other op kind still gets a prediction that
+    follows its shape, scaled to the device."""
+
+    def __init__(self, samples: list[dict[str, Any]], reference: LatencyPredictor) -> None:
+        from analyzer.latency.calibrate import Rescaler
+
+        self.reference = reference
+        pairs = []
+        for s in samples:
+            ref = self._ref(s["op"], s["variant"], s["features"])
+            if ref > 0.05 and s["latency_us"] > 0:  # ops that cost nothing in context carry no ratio
+                pairs.append(({"op": s["op"], "variant": s["variant"], "latency_us": ref}, s["latency_us"]))
+        self.rescale = Rescaler(pairs)
+        self.samples = len(pairs)
+
+    def _ref(self, op: str, variant: str, f: dict[str, float]) -> float:
+        p = self.reference.predict(op, variant, f)
+        return max(p.latency_us - self.reference.profile.invoke_overhead_us, 0.0)
+
+    def predict(self, op: str, variant: str, f: dict[str, float]) -> Prediction:
+        ref = self._ref(op, variant, f)
+        if not self.samples:
+            return Prediction(ref, "reference (no device samples)")
+        known = (op, variant) in self.rescale.fits
+        return Prediction(ref * math.exp(self.rescale.log_ratio(op, variant, max(ref, 1e-3))),
+                          "device ratio" if known else "device ratio (op kind not imported)")

@@ -37,23 +37,78 @@ class Profile:
     samples: tuple[dict[str, Any], ...]
     created: str
     source: str
+    kind: str = "cpu"  # cpu: timed here (single ops); device: imported per-op tables (ops in context)
+    runtime: str | None = None
+    notes: tuple[str, ...] = ()  # what a reader of its predictions must know (another machine, ...)
 
     def summary(self) -> dict[str, Any]:
         return {"path": self.path, "device": self.device.get("name"), "threads": self.threads,
-                "xnnpack": self.xnnpack, "samples": len(self.samples), "created": self.created, "source": self.source}
+                "xnnpack": self.xnnpack, "samples": len(self.samples), "created": self.created, "source": self.source,
+                "kind": self.kind, "cpu": self.device.get("model"), "isa": self.device.get("isa"),
+                "runtime": self.runtime, "notes": list(self.notes)}
+
+
+# CPU features that change which kernels XNNPACK and the builtin ops run (x86 flags, Arm
+# "Features"): a profile made without one of them is slow where a machine with it is fast.
+KERNEL_FEATURES = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                   "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+                   "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")
 
 
 def machine() -> dict[str, Any]:
+    """What this machine is, as far as kernels care: CPU vendor and model, ISA features, cores."""
     name = platform.processor() or platform.machine()
+    vendor = None
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name" and name in (platform.processor(), platform.machine()):
+                    name = value
+                elif key in ("vendor_id", "CPU implementer") and vendor is None:
+                    vendor = value
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return {"name": name, "machine": platform.machine(), "system": platform.system(), "cores": os.cpu_count()}
+    isa = [f for f in KERNEL_FEATURES if f in flags]
+    return {"name": name, "model": name, "vendor": vendor, "isa": isa, "machine": platform.machine(),
+            "system": platform.system(), "cores": os.cpu_count()}
+
+
+def runtime_version() -> str | None:
+    try:
+        return metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def differences(device: dict[str, Any], runtime: str | None, here: dict[str, Any] | None = None) -> list[str]:
+    """How the machine a profile was made on differs from this one (empty: the same kind)."""
+    here = here or machine()
+    out = []
+    if device.get("kind") == "imported":
+        return [f"an imported device profile ({device.get('name')}), not this machine"]
+    made_on = device.get("model") or device.get("name")
+    if device.get("machine") and device.get("machine") != here["machine"]:
+        out.append(f"made on {device.get('machine')}, this machine is {here['machine']}")
+    elif made_on and made_on != here["model"] and device.get("model") is not None:
+        out.append(f"made on {made_on}, this machine is {here['model']}")
+    if "isa" in device:
+        missing = [f for f in here["isa"] if f not in device["isa"]]
+        extra = [f for f in device["isa"] if f not in here["isa"]]
+        if missing:
+            out.append(f"this CPU has {', '.join(missing)}, which the profile's did not")
+        if extra:
+            out.append(f"the profile's CPU had {', '.join(extra)}, which this one lacks")
+    elif made_on is not None and not out and device.get("model") is None:
+        out.append(f"made on {made_on}, whose ISA features were not recorded")
+    mine = runtime_version()
+    if runtime and mine and runtime != mine:
+        out.append(f"made with ai-edge-litert {runtime}, this is {mine}")
+    return out
 
 
 def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, source: str = "sweep",
@@ -61,10 +116,7 @@ def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, s
     """The JSON document of a profile built from ``samples``."""
     tiny = sorted(s["latency_us"] for s in samples if s["op"] in ("RESHAPE", "FULLY_CONNECTED")
                   and s["features"]["out_elems"] <= 4096 and not s["variant"].startswith("int4_"))
-    try:
-        runtime = metadata.version("ai-edge-litert")
-    except metadata.PackageNotFoundError:
-        runtime = None
+    runtime = runtime_version()
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "source": source,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "device": device or machine(), "runtime": {"ai-edge-litert": runtime},
@@ -72,9 +124,52 @@ def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, s
             "invoke_overhead_us": round(tiny[0], 3) if tiny else 0.0, "samples": samples}
 
 
-def load(path: str | None = None) -> Profile:
-    """The profile at ``path``, or the shipped generic x86-64 profile."""
-    label = path or f"(shipped) {SHIPPED}"
+def load(path: str | None = None, *, automatic: bool = True) -> Profile:
+    """The profile at ``path``; without one, this machine's quick calibration if there is one
+    (``analyze calibrate-latency --quick``, cached per machine), else the shipped generic x86-64
+    profile. The profile's ``notes`` say when it was made on another kind of machine."""
+    if path is None and automatic:
+        from analyzer.latency.calibrate import cache_path
+
+        cached = cache_path()
+        if os.path.isfile(cached):
+            try:
+                profile = _read(cached, f"(calibrated for this machine) {cached}")
+            except LatencyProfileError:
+                profile = None  # a corrupt cache entry is recalibrated, never fatal
+            if profile is not None:
+                return _with_notes(profile, [f"calibrated for this machine by analyze calibrate-latency --quick "
+                                             f"({profile.created})"])
+        shipped = _read(None, f"(shipped) {SHIPPED}")
+        diff = differences(shipped.device, shipped.runtime)
+        if diff:
+            return _with_notes(shipped, [f"the shipped latency profile does not fit this machine: {'; '.join(diff)}. "
+                                         f"{MOVED_ERROR} {CALIBRATE_HINT}"])
+        return _with_notes(shipped, [f"the shipped latency profile was made on a CPU like this one "
+                                     f"({shipped.device.get('model') or shipped.device.get('name')}), but machines of "
+                                     f"one kind still differ in speed (up to 2x seen on shared hosts). {CALIBRATE_HINT}"])
+    profile = _read(path, path or f"(shipped) {SHIPPED}")
+    if profile.kind == "cpu":
+        diff = differences(profile.device, profile.runtime)
+        if diff:
+            return _with_notes(profile, [f"latency profile {profile.path} was made on another machine: "
+                                         f"{'; '.join(diff)}. {MOVED_ERROR} {CALIBRATE_HINT}"])
+    return profile
+
+
+# measured in issue 14: the shipped AMD EPYC profile on an Intel Xeon predicted every one of 25
+# real models 31-85 % too low
+MOVED_ERROR = "Expect predictions off by 1.5-5x (31-85 % too low measured on such a move)."
+CALIBRATE_HINT = "Run `analyze calibrate-latency --quick` (at most 30 s) to calibrate this machine; it is then used automatically."
+
+
+def _with_notes(profile: Profile, notes: list[str]) -> Profile:
+    from dataclasses import replace
+
+    return replace(profile, notes=profile.notes + tuple(notes))
+
+
+def _read(path: str | None, label: str) -> Profile:
     try:
         if path is None:
             text = (resources.files("analyzer") / "tables" / "latency" / SHIPPED).read_text(encoding="utf-8")
@@ -98,10 +193,12 @@ def load(path: str | None = None) -> Profile:
                                   f"version reads {SCHEMA_VERSION}; recreate it with analyze calibrate-latency")
     try:
         samples = tuple(_sample(s) for s in doc["samples"])
-        return Profile(path or SHIPPED, dict(doc.get("device") or {}), int(doc["threads"]), bool(doc["xnnpack"]),
+        device = dict(doc.get("device") or {})
+        runtime = (doc.get("runtime") or {}).get("ai-edge-litert")
+        return Profile(path or SHIPPED, device, int(doc["threads"]), bool(doc["xnnpack"]),
                        float(doc.get("invoke_overhead_us", 0.0)), samples, str(doc.get("created", "")),
-                       str(doc.get("source", "")))
-    except (KeyError, TypeError, ValueError) as exc:
+                       str(doc.get("source", "")), str(doc.get("kind", "cpu")), runtime)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyProfileError(f"{label}: corrupt latency profile ({type(exc).__name__}: {exc})") from None
 
 
@@ -109,5 +206,9 @@ def _sample(s: dict[str, Any]) -> dict[str, Any]:
     lat = float(s["latency_us"])
     if not lat >= 0:
         raise ValueError(f"negative latency {lat}")
-    return {"op": str(s["op"]), "variant": str(s["variant"]), "latency_us": lat,
-            "features": {k: float(v) for k, v in s["features"].items()}}
+    out = {"op": str(s["op"]), "variant": str(s["variant"]), "latency_us": lat,
+           "features": {k: float(v) for k, v in s["features"].items()}}
+    for key in ("spec", "model"):  # the sweep spec (quick calibration re-times it); the model an op was cut from
+        if key in s:
+            out[key] = s[key]
+    return out

@@ -35,6 +35,25 @@ PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("HARD_SWISH", ACTIVATION, (15, 10)), ("LOGISTIC", ACTIVATION, (15, 10)),
     ("QUANTIZE", ("float32",), (15,)), ("DEQUANTIZE", ("float32",), (15,)),
 )
+# Ops added in issue 14 (what real models run besides the above: layout changes, slicing,
+# resizing, attention), drawn from their own seeded generator.
+LAYOUT_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
+    ("TRANSPOSE", ACTIVATION, (20, 10)), ("STRIDED_SLICE", ACTIVATION, (15, 10)),
+    ("MIRROR_PAD", ("float32",), (10,)), ("RESIZE_BILINEAR", ACTIVATION, (15, 10)),
+    ("RESIZE_NEAREST_NEIGHBOR", ("float32",), (10,)), ("SUB", ACTIVATION, (15, 10)),
+    ("MAXIMUM", ("float32",), (10,)), ("DIV", ("float32",), (10,)), ("SQUARED_DIFFERENCE", ("float32",), (10,)),
+    ("RELU", ACTIVATION, (15, 10)), ("TANH", ("float32",), (10,)), ("RSQRT", ("float32",), (10,)),
+    ("NEG", ("float32",), (8,)), ("LEAKY_RELU", ACTIVATION, (15, 10)), ("PRELU", ("float32",), (20,)),
+    ("BATCH_MATMUL", ("float32",), (25,)), ("PACK", ("float32",), (10,)), ("SUM", ("float32",), (10,)),
+    ("GATHER", ("float32",), (10,)), ("DEPTH_TO_SPACE", ("float32",), (10,)),
+    ("FULLY_CONNECTED", ("float32", "int8", "dynamic"), (40, 25, 15)),  # with batch rows (sequence models)
+    # the shapes of audio and sequence models: [1, T, 1, C] tensors, 1xN kernels, long 1-D
+    # depthwise kernels, many-input concatenations, attention-sized softmax and copies
+    ("CONV_2D", ("float32", "int8"), (60, 30)), ("DEPTHWISE_CONV_2D", ("float32", "int8"), (40, 20)),
+    ("CONCATENATION", ACTIVATION, (25, 10)), ("RESHAPE", ACTIVATION, (25, 10)), ("PAD", ACTIVATION, (20, 10)),
+    ("SOFTMAX", ("float32",), (15,)), ("ADD", ("float32",), (15,)), ("MUL", ("float32",), (15,)),
+    ("MEAN", ("float32",), (10,)),
+)
 # Variants added later (issue 8: ai-edge-quantizer's int4 weight-only layers), drawn from their
 # own seeded generator so the shapes of the plan above stay what they were.
 ADDED_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
@@ -43,14 +62,44 @@ ADDED_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
 )
 
 
-def _spatial(rng: random.Random, op: str) -> dict[str, Any]:
+def _spatial(rng: random.Random, op: str, oblong: bool = False) -> dict[str, Any]:
     h = rng.choice(SIZES)
-    c = rng.choice([c for c in CHANNELS if c * h * h <= 4_000_000] or [8])
-    return {"h": h, "w": h, "cin": c}
+    w = rng.choice((1,) + SIZES + (500,)) if oblong and rng.random() < 0.4 else h  # audio: [1, T, 1, C]
+    c = rng.choice([c for c in CHANNELS if c * h * w <= 4_000_000] or [8])
+    return {"h": h, "w": w, "cin": c}
 
 
-def _spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
+def _oblong_spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
+    """Shapes of audio and sequence models: long 1-D signals, 1xN kernels, many parts."""
+    s: dict[str, Any] = {"op": op, "variant": variant, "h": 1, "w": rng.choice((50, 100, 200, 335, 500, 1000, 2000)),
+                         "cin": rng.choice((1, 2, 8, 16, 32, 64, 80, 128, 256))}
+    if rng.random() < 0.5:
+        s["h"], s["w"] = s["w"], rng.choice((1, 1, 4, 8, 32))
+    while s["h"] * s["w"] * s["cin"] > 3_000_000:
+        s["cin"] = max(1, s["cin"] // 2)
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        k = rng.choice((3, 5, 7, 9, 15, 31) if op == "DEPTHWISE_CONV_2D" else (1, 3, 5, 9, 39))
+        along_h = s["h"] > s["w"]
+        s.update(k=1, kh=k if along_h else rng.choice((1, 1, 3)), kw=1 if along_h else k,
+                 stride=rng.choice((1, 1, 2)))
+        if op == "CONV_2D":
+            s["cout"] = rng.choice((8, 16, 32, 64, 128, 256))
+    elif op == "CONCATENATION":
+        s.update(parts=rng.choice((2, 3, 4, 8)), axis=rng.choice((1, 2, 3)))
+    elif op == "PAD" and rng.random() < 0.5:
+        h = rng.choice(SIZES[:5])
+        s.update(h=h, w=h, cin=rng.choice(CHANNELS[3:14]))
+        s["pad_c"] = s["cin"]
+    elif op == "SOFTMAX":
+        s.update(rows=rng.choice((64, 256, 1000, 4000)), cin=rng.choice((50, 100, 335, 1000)))
+    return s
+
+
+def _spec(rng: random.Random, op: str, variant: str, batched: bool = False) -> dict[str, Any]:
     s: dict[str, Any] = {"op": op, "variant": variant}
+    if batched and op in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONCATENATION", "RESHAPE", "PAD", "SOFTMAX", "ADD",
+                          "MUL", "MEAN"):
+        return _oblong_spec(rng, op, variant)
     if op == "CONV_2D":
         while True:
             s.update(h=rng.choice(SIZES), cin=rng.choice(CHANNELS), cout=rng.choice(CHANNELS[1:]),
@@ -64,24 +113,35 @@ def _spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
         return s
     if op == "FULLY_CONNECTED":
         s.update(cin=rng.choice(FC), cout=rng.choice(FC))
+        if batched:
+            s["batch"] = rng.choice((2, 4, 16, 49, 64, 128, 256, 512))
+            while s["batch"] * max(s["cin"], s["cout"]) > 2_000_000:
+                s["batch"] //= 2
         return s
-    s.update(_spatial(rng, op))
+    if op == "BATCH_MATMUL":
+        s.update(m=rng.choice((8, 16, 49, 64, 128, 256)), k=rng.choice((16, 32, 64, 128, 256)),
+                 n=rng.choice((8, 16, 49, 64, 128, 256)), batch=rng.choice((1, 2, 4, 8)))
+        return s
+    s.update(_spatial(rng, op, oblong=batched))
     if op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         s.update(k=rng.choice((2, 3)), stride=rng.choice((1, 2)))
     if op == "MUL":
         s["broadcast"] = rng.random() < 0.5
     if op == "SOFTMAX":
         s["cin"] = rng.choice((10, 100, 1000, 1001, 4096))
+    if op in ("PACK", "SUM") and batched:
+        s.update(axis=rng.choice((0, 1, 2)) if op == "PACK" else rng.choice((1, 2, 3)), parts=rng.choice((2, 3, 4)))
     return s
 
 
 def plan(scale: float = 1.0, seed: int = 0, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The specs to time; ``variants`` keeps only those variants (to add them to a profile)."""
     specs = []
-    for table, rng in ((PLAN, random.Random(seed)), (ADDED_PLAN, random.Random(seed + 1))):
+    for table, rng, later in ((PLAN, random.Random(seed), False), (ADDED_PLAN, random.Random(seed + 1), False),
+                              (LAYOUT_PLAN, random.Random(seed + 2), True)):
         for op, kinds, counts in table:
             for variant, n in zip(kinds, counts):
-                drawn = [_spec(rng, op, variant) for _ in range(max(2, round(n * scale)))]
+                drawn = [_spec(rng, op, variant, later) for _ in range(max(2, round(n * scale)))]
                 specs.extend(drawn if variants is None or variant in variants else [])
     return specs
 
@@ -99,3 +159,42 @@ def run(specs: list[dict[str, Any]], *, threads: int = 1, budget_s: float = 0.03
         yield {"op": spec["op"], "variant": spec["variant"], "spec": spec, "features": op_features(graph, layer),
                "latency_us": round(timing.median_us, 3), "p10_us": round(timing.p10_us, 3),
                "p90_us": round(timing.p90_us, 3)}
+
+
+def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
+                  progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Every op of a real model cut out and timed alone: samples with the shapes, layouts and
+    kernels real models use, which the synthetic sweep only approximates. The model is
+    normalised first (float16 and sparse weights unpacked, as the runtime does at prepare
+    time); each sample names the model (``"model": name``) so a benchmark can leave it out.
+    Ops that cannot stand alone or run (control flow, custom ops without a kernel) are skipped."""
+    from analyzer.latency.extract import Extractor, small_int_tensors
+    from analyzer.latency.features import constant_folded, variant_of
+    from analyzer.readers.normalize import normalize
+    from analyzer.simulation.rewrite import inline_buffers, unpack
+
+    graph = normalize(graph).graph
+    model = graph.model_bytes()
+    try:
+        shapes = small_int_tensors(graph, model)
+    except (RuntimeError, ValueError):
+        shapes = {}
+    unpacked = unpack(model)
+    inline_buffers(unpacked, model)
+    extractor = Extractor(graph, unpacked, shapes)
+    producers = graph.producers(0)
+    for layer in graph.main.layers:
+        if progress:
+            progress(1)
+        if constant_folded(graph, layer, producers):
+            continue
+        single = extractor.single_op(layer)
+        if single is None:
+            continue
+        try:
+            timing = time_model(single, threads=threads, budget_s=budget_s)
+        except (RuntimeError, ValueError):
+            continue
+        yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
+               "features": op_features(graph, layer, producers), "latency_us": round(timing.median_us, 3),
+               "model": name}

@@ -126,9 +126,10 @@ def build(spec: dict[str, Any]) -> bytes:
 
 
 def _conv(b: _Builder, s: dict) -> bytes:
-    v, k, st = s["variant"], s["k"], s["stride"]
+    v, st = s["variant"], s["stride"]
+    kh, kw = s.get("kh", s["k"]), s.get("kw", s["k"])
     x = b.act([1, s["h"], s["w"], s["cin"]], v, graph_input=True)
-    w = b.weights([s["cout"], k, k, s["cin"]], v, axis=0)
+    w = b.weights([s["cout"], kh, kw, s["cin"]], v, axis=0)
     y = b.act([1, _conv_out(s["h"], st), _conv_out(s["w"], st), s["cout"]], v, scale=0.1)
     o = fb.Conv2DOptionsT()
     o.padding, o.strideH, o.strideW = fb.Padding.SAME, st, st
@@ -140,9 +141,10 @@ def _conv(b: _Builder, s: dict) -> bytes:
 
 
 def _depthwise(b: _Builder, s: dict) -> bytes:
-    v, k, st, c = s["variant"], s["k"], s["stride"], s["cin"]
+    v, st, c = s["variant"], s["stride"], s["cin"]
+    kh, kw = s.get("kh", s["k"]), s.get("kw", s["k"])
     x = b.act([1, s["h"], s["w"], c], v, graph_input=True)
-    w = b.weights([1, k, k, c], v, axis=3)
+    w = b.weights([1, kh, kw, c], v, axis=3)
     y = b.act([1, _conv_out(s["h"], st), _conv_out(s["w"], st), c], v, scale=0.1)
     o = fb.DepthwiseConv2DOptionsT()
     o.padding, o.strideH, o.strideW, o.depthMultiplier = fb.Padding.SAME, st, st, 1
@@ -206,18 +208,22 @@ def _mean(b: _Builder, s: dict) -> bytes:
 def _pad(b: _Builder, s: dict) -> bytes:
     v = s["variant"]
     x = b.act(_shape(s), v, graph_input=True)
-    pads = b.tensor([4, 2], "int32", data=np.array([[0, 0], [0, 1], [0, 1], [0, 0]]))
-    y = b.act([1, s["h"] + 1, s["w"] + 1, s["cin"]], v)
+    pad_c = s.get("pad_c", 0)  # channel padding: the shortcut of a block that widens
+    grow = 0 if pad_c else 1
+    pads = b.tensor([4, 2], "int32", data=np.array([[0, 0], [0, grow], [0, grow], [0, pad_c]]))
+    y = b.act([1, s["h"] + grow, s["w"] + grow, s["cin"] + pad_c], v)
     b.op(OP.PAD, [x, pads], [y], fb.BuiltinOptions.PadOptions, fb.PadOptionsT(), version=2 if v == "int8" else 1)
     return b.finish([y])
 
 
 def _concat(b: _Builder, s: dict) -> bytes:
-    v, parts = s["variant"], s.get("parts", 2)
+    v, parts, axis = s["variant"], s.get("parts", 2), s.get("axis", 3)
     xs = [b.act(_shape(s), v, graph_input=True) for _ in range(parts)]
-    y = b.act([1, s["h"], s["w"], s["cin"] * parts], v)
+    out = _shape(s)
+    out[axis] *= parts
+    y = b.act(out, v)
     o = fb.ConcatenationOptionsT()
-    o.axis = 3
+    o.axis = axis
     b.op(OP.CONCATENATION, xs, [y], fb.BuiltinOptions.ConcatenationOptions, o, version=2 if v == "int8" else 1)
     return b.finish([y])
 
@@ -236,8 +242,9 @@ def _unary(code: int, options_type: int = 0, options_cls=None, out_scale: float 
 
 def _softmax(b: _Builder, s: dict) -> bytes:
     v = s["variant"]
-    x = b.act([1, s["cin"]], v, graph_input=True)
-    y = b.act([1, s["cin"]], v, scale=1 / 256, zero_point=-128)
+    shape = [1, s.get("rows", 1), s["cin"]]  # rows: attention scores [heads * queries, keys]
+    x = b.act(shape, v, graph_input=True)
+    y = b.act(shape, v, scale=1 / 256, zero_point=-128)
     o = fb.SoftmaxOptionsT()
     o.beta = 1.0
     b.op(OP.SOFTMAX, [x], [y], fb.BuiltinOptions.SoftmaxOptions, o, version=2 if v == "int8" else 1)
@@ -267,6 +274,118 @@ def _dequantize(b: _Builder, s: dict) -> bytes:
     return b.finish([y])
 
 
+def _transpose(b: _Builder, s: dict) -> bytes:
+    v, perm = s["variant"], s.get("perm", (0, 2, 1, 3))
+    x = b.act(_shape(s), v, graph_input=True)
+    p = b.tensor([4], "int32", data=np.array(perm))
+    y = b.act([_shape(s)[i] for i in perm], v)
+    b.op(OP.TRANSPOSE, [x, p], [y], fb.BuiltinOptions.TransposeOptions, fb.TransposeOptionsT(),
+         version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _strided_slice(b: _Builder, s: dict) -> bytes:
+    v, shape = s["variant"], _shape(s)
+    axis = s.get("axis", 3)
+    end = list(shape)
+    end[axis] = max(1, shape[axis] // 2)
+    x = b.act(shape, v, graph_input=True)
+    begin_t = b.tensor([4], "int32", data=np.zeros(4))
+    end_t = b.tensor([4], "int32", data=np.array(end))
+    stride_t = b.tensor([4], "int32", data=np.ones(4))
+    y = b.act(end, v)
+    b.op(OP.STRIDED_SLICE, [x, begin_t, end_t, stride_t], [y], fb.BuiltinOptions.StridedSliceOptions,
+         fb.StridedSliceOptionsT(), version=2 if v == "int8" else 1)
+    return b.finish([y])
+
+
+def _mirror_pad(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    pads = b.tensor([4, 2], "int32", data=np.array([[0, 0], [1, 1], [1, 1], [0, 0]]))
+    y = b.act([1, s["h"] + 2, s["w"] + 2, s["cin"]], v)
+    o = fb.MirrorPadOptionsT()
+    o.mode = fb.MirrorPadMode.REFLECT
+    b.op(OP.MIRROR_PAD, [x, pads], [y], fb.BuiltinOptions.MirrorPadOptions, o)
+    return b.finish([y])
+
+
+def _resize(code: int, options_type: int, options_cls):
+    def build_resize(b: _Builder, s: dict) -> bytes:
+        v = s["variant"]
+        x = b.act(_shape(s), v, graph_input=True)
+        size = b.tensor([2], "int32", data=np.array([s["h"] * 2, s["w"] * 2]))
+        y = b.act([1, s["h"] * 2, s["w"] * 2, s["cin"]], v)
+        o = options_cls()
+        o.halfPixelCenters = True
+        b.op(code, [x, size], [y], options_type, o, version=3 if v == "int8" else 1)
+        return b.finish([y])
+    return build_resize
+
+
+def _prelu(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    alpha = b.tensor([1, 1, s["cin"]], "float32", data=b.rng.uniform(0, 0.3, (1, 1, s["cin"])))
+    y = b.act(_shape(s), v)
+    b.op(OP.PRELU, [x, alpha], [y])
+    return b.finish([y])
+
+
+def _batch_matmul(b: _Builder, s: dict) -> bytes:
+    v, m, k, n = s["variant"], s["m"], s["k"], s["n"]
+    x = b.act([s.get("batch", 1), m, k], v, graph_input=True)
+    z = b.act([s.get("batch", 1), k, n], v, graph_input=True)
+    y = b.act([s.get("batch", 1), m, n], v)
+    b.op(OP.BATCH_MATMUL, [x, z], [y], fb.BuiltinOptions.BatchMatMulOptions, fb.BatchMatMulOptionsT())
+    return b.finish([y])
+
+
+def _pack(b: _Builder, s: dict) -> bytes:
+    v, parts, axis = s["variant"], s.get("parts", 2), s.get("axis", 0)
+    shape = [s["h"], s["w"], s["cin"]]
+    xs = [b.act(shape, v, graph_input=True) for _ in range(parts)]
+    y = b.act(shape[:axis] + [parts] + shape[axis:], v)
+    o = fb.PackOptionsT()
+    o.valuesCount, o.axis = parts, axis
+    b.op(OP.PACK, xs, [y], fb.BuiltinOptions.PackOptions, o)
+    return b.finish([y])
+
+
+def _sum(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    x = b.act(_shape(s), v, graph_input=True)
+    axis = s.get("axis", 3)
+    axes = b.tensor([1], "int32", data=np.array([axis]))
+    y = b.act([d for i, d in enumerate(_shape(s)) if i != axis], v)
+    o = fb.ReducerOptionsT()
+    o.keepDims = False
+    b.op(OP.SUM, [x, axes], [y], fb.BuiltinOptions.ReducerOptions, o)
+    return b.finish([y])
+
+
+def _gather(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    table = b.tensor([s["cin"] * 8, s["w"]], "float32", data=b.rng.normal(0, 1, (s["cin"] * 8, s["w"])))
+    idx = b.tensor([s["h"]], "int32", data=b.rng.integers(0, s["cin"] * 8, s["h"]))
+    y = b.act([s["h"], s["w"]], v)
+    o = fb.GatherOptionsT()
+    o.axis = 0
+    b.op(OP.GATHER, [table, idx], [y], fb.BuiltinOptions.GatherOptions, o)
+    return b.finish([y])
+
+
+def _depth_to_space(b: _Builder, s: dict) -> bytes:
+    v = s["variant"]
+    c = max(4, s["cin"] - s["cin"] % 4)
+    x = b.act([1, s["h"], s["w"], c], v, graph_input=True)
+    y = b.act([1, s["h"] * 2, s["w"] * 2, c // 4], v)
+    o = fb.DepthToSpaceOptionsT()
+    o.blockSize = 2
+    b.op(OP.DEPTH_TO_SPACE, [x], [y], fb.BuiltinOptions.DepthToSpaceOptions, o)
+    return b.finish([y])
+
+
 _BUILDERS = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _depthwise, "FULLY_CONNECTED": _fully_connected,
     "ADD": _binary(OP.ADD, fb.BuiltinOptions.AddOptions, fb.AddOptionsT),
@@ -276,5 +395,18 @@ _BUILDERS = {
     "HARD_SWISH": _unary(OP.HARD_SWISH, fb.BuiltinOptions.HardSwishOptions, fb.HardSwishOptionsT, int8_version=1),
     "LOGISTIC": _unary(OP.LOGISTIC, out_scale=1 / 256),
     "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize,
+    "TRANSPOSE": _transpose, "STRIDED_SLICE": _strided_slice, "MIRROR_PAD": _mirror_pad,
+    "RESIZE_BILINEAR": _resize(OP.RESIZE_BILINEAR, fb.BuiltinOptions.ResizeBilinearOptions, fb.ResizeBilinearOptionsT),
+    "RESIZE_NEAREST_NEIGHBOR": _resize(OP.RESIZE_NEAREST_NEIGHBOR, fb.BuiltinOptions.ResizeNearestNeighborOptions,
+                                       fb.ResizeNearestNeighborOptionsT),
+    "SUB": _binary(OP.SUB, fb.BuiltinOptions.SubOptions, fb.SubOptionsT),
+    "MAXIMUM": _binary(OP.MAXIMUM, fb.BuiltinOptions.MaximumMinimumOptions, fb.MaximumMinimumOptionsT),
+    "DIV": _binary(OP.DIV, fb.BuiltinOptions.DivOptions, fb.DivOptionsT),
+    "SQUARED_DIFFERENCE": _binary(OP.SQUARED_DIFFERENCE, fb.BuiltinOptions.SquaredDifferenceOptions,
+                                  fb.SquaredDifferenceOptionsT),
+    "RELU": _unary(OP.RELU), "TANH": _unary(OP.TANH), "RSQRT": _unary(OP.RSQRT), "NEG": _unary(OP.NEG),
+    "LEAKY_RELU": _unary(OP.LEAKY_RELU, fb.BuiltinOptions.LeakyReluOptions, fb.LeakyReluOptionsT),
+    "PRELU": _prelu, "BATCH_MATMUL": _batch_matmul, "PACK": _pack, "SUM": _sum, "GATHER": _gather,
+    "DEPTH_TO_SPACE": _depth_to_space,
 }
 SWEPT_OPS = tuple(_BUILDERS)
