@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
     from analyzer.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.3"  # 1.3: quantization.details (blockwise)
+SCHEMA_VERSION = "1.4"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes
 
 
 @dataclass(frozen=True)

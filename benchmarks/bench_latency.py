@@ -8,8 +8,9 @@ Two model sets:
   that take at least 1 ms here (``--min-ms``).
 
 Truth: each whole model timed in the LiteRT interpreter (XNNPACK, 1 thread), in ``--rounds``
-interleaved rounds, the median of the round medians (a shared machine drifts; interleaving
-spreads the drift over all models alike).
+interleaved rounds, the fastest of the round medians (a shared machine has bursts of load from
+other tenants; interleaving spreads them over all models, and the profiles keep the fastest
+of their passes too).
 
 Profiles (``--profiles``, comma-separated, each timed when it is made, in this run):
 - ``shipped``: the shipped profile as it is;
@@ -78,7 +79,7 @@ def measure_truth(models: list[tuple[str, Path]], rounds: int, budget_s: float) 
                 blobs[name] = None
         blobs = {k: v for k, v in blobs.items() if v is not None}
         print(f"truth: round {r + 1}/{rounds} done", file=sys.stderr)
-    return {k: statistics.median(v) for k, v in per_round.items() if len(v) == rounds}
+    return {k: min(v) for k, v in per_round.items() if len(v) == rounds}
 
 
 def families(profile) -> dict[str, set[str]]:

@@ -33,11 +33,12 @@ def variant(choice: LayerChoice, op: str = "") -> str:
 def latency_costs(graph: LayerGraph, space: Space, predictor: LatencyPredictor) -> tuple[dict[int, list[float]], float]:
     """Per layer in the space, the predicted microseconds of each option; and the fixed
     microseconds of everything outside the space (plus the invoke overhead)."""
-    producers = graph.producers(0)
+    producers, consumers = graph.producers(0), graph.consumers(0)
     layers = graph.main.layers
-    costs = {ls.layer: [layer_latency(predictor, graph, layers[ls.layer], variant(o.choice, ls.op), producers)[0]
+    costs = {ls.layer: [layer_latency(predictor, graph, layers[ls.layer], variant(o.choice, ls.op), producers,
+                                      consumers)[0]
                         for o in ls.options] for ls in space.layers}
     inside = {ls.layer for ls in space.layers}
-    fixed = sum(layer_latency(predictor, graph, layer, None, producers)[0] for layer in layers
+    fixed = sum(layer_latency(predictor, graph, layer, None, producers, consumers)[0] for layer in layers
                 if layer.index not in inside) + predictor.profile.invoke_overhead_us
     return costs, fixed

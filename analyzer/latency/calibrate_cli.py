@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="samples per op relative to the default plan "
                    "(default: 1.0; 0.1 for a quick check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled shapes (default: 0)")
+    p.add_argument("--passes", type=_positive_int, default=2, help="time every op this many times, in separate "
+                   "passes, and keep the fastest (default: 2; a shared machine's bursts of load slow one pass)")
     p.add_argument("--name", help="device name to record (default: the CPU model)")
     p.add_argument("--force", action="store_true", help="overwrite an existing profile")
     p.add_argument("--variants", help="time only these variants (comma-separated, e.g. int4_weightonly)")
@@ -66,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--variants {args.variants}: the sweep has none of them")
     start = time.perf_counter()
     tick = progress_bar("latency sweep")(len(specs), 0) if specs else None
-    samples = list(run(specs, threads=args.threads, progress=tick))
+    samples = list(run(specs, threads=args.threads, passes=args.passes, progress=tick))
     added = []
     for m in args.add_models:
-        got, err = sliced(m, args.threads)
+        got, err = sliced(m, args.threads, args.passes)
         if err:
             print(f"{m}: not added ({err})", file=sys.stderr)
         added.extend(got)
@@ -128,7 +130,7 @@ def check_input(path: str) -> None:
         raise UsageError(f"{path}: no such model file")
 
 
-def sliced(path: str, threads: int) -> tuple[list[dict], str | None]:
+def sliced(path: str, threads: int, passes: int = 1) -> tuple[list[dict], str | None]:
     """The op samples of one model, cut and timed in a child process (a crash in native code
     loses that model only): (samples, None) or ([], why)."""
     import concurrent.futures
@@ -137,15 +139,16 @@ def sliced(path: str, threads: int) -> tuple[list[dict], str | None]:
     ctx = multiprocessing.get_context("spawn")
     try:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            return pool.submit(_slice_worker, path, threads).result(), None
+            return pool.submit(_slice_worker, path, threads, passes).result(), None
     except concurrent.futures.process.BrokenProcessPool:
         return [], "the interpreter crashed"
     except Exception as exc:  # the model's fault: unreadable, not runnable
         return [], str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
-def _slice_worker(path: str, threads: int) -> list[dict]:
+def _slice_worker(path: str, threads: int, passes: int) -> list[dict]:
     from analyzer.latency.sweep import model_samples
     from analyzer.readers import read
 
-    return list(model_samples(read(path), os.path.splitext(os.path.basename(path))[0], threads=threads))
+    return list(model_samples(read(path), os.path.splitext(os.path.basename(path))[0], threads=threads,
+                              passes=passes))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.graph import Layer, LayerGraph
+from analyzer.latency.context import fused_by_xnnpack
 from analyzer.latency.features import constant_folded, op_features, variant_of
 from analyzer.latency.predictor import LatencyPredictor
 from analyzer.op_roles import QUANTIZED_WEIGHTS
@@ -49,23 +50,27 @@ WEIGHTED_VARIANTS = ("float32", "float16", "int8", "dynamic")
 
 
 def layer_latency(predictor: LatencyPredictor, graph: LayerGraph, layer: Layer, variant: str | None = None,
-                  producers: dict | None = None) -> tuple[float, str, str]:
+                  producers: dict | None = None, consumers: dict | None = None) -> tuple[float, str, str]:
     """(microseconds, method, variant) of ``layer``, as it is or under ``variant``."""
     producers = producers if producers is not None else graph.producers(layer.subgraph)
     if constant_folded(graph, layer, producers):
         return 0.0, "folded", "float16"
+    if predictor.profile.xnnpack and predictor.profile.kind == "cpu":
+        consumers = consumers if consumers is not None else graph.consumers(layer.subgraph)
+        if fused_by_xnnpack(graph, layer, producers, consumers):
+            return 0.0, "fused", variant or variant_of(graph, layer, producers)
     v = variant or variant_of(graph, layer, producers)
     p = predictor.predict(layer.op, v, op_features(graph, layer, producers))
     return max(p.latency_us - predictor.profile.invoke_overhead_us, 0.0), p.method, v
 
 
 def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_variants: bool = True) -> PredictedLatency:
-    producers = graph.producers(0)
+    producers, consumers = graph.producers(0), graph.consumers(0)
     rows = []
     for layer in graph.main.layers:
-        us, method, v = layer_latency(predictor, graph, layer, producers=producers)
+        us, method, v = layer_latency(predictor, graph, layer, producers=producers, consumers=consumers)
         variants = {}
-        if with_variants and method != "folded":
+        if with_variants and method not in ("folded", "fused"):
             choices = WEIGHTED_VARIANTS if layer.op in QUANTIZED_WEIGHTS else ("float32", "int8")
             variants = {alt: layer_latency(predictor, graph, layer, alt, producers)[0] for alt in choices if alt != v}
         rows.append(LayerLatency(layer.index, layer.name, layer.op, v, us, method, variants_us=variants))

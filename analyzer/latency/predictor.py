@@ -165,7 +165,7 @@ class LatencyPredictor:
 # a weighted op kind without samples costs what the op with the same arithmetic does
 LIKE = {"TRANSPOSE_CONV": "CONV_2D", "CONV_3D": "CONV_2D", "BATCH_MATMUL": "FULLY_CONNECTED",
         "UNIDIRECTIONAL_SEQUENCE_LSTM": "FULLY_CONNECTED", "LSTM": "FULLY_CONNECTED", "SVDF": "FULLY_CONNECTED",
-        "EMBEDDING_LOOKUP": "GATHER", "Convolution2DTransposeBias": "CONV_2D"}
+        "EMBEDDING_LOOKUP": "GATHER", "Convolution2DTransposeBias": "TRANSPOSE_CONV"}
 
 
 def _activation_class(variant: str) -> str:

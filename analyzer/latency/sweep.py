@@ -44,8 +44,9 @@ LAYOUT_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("MAXIMUM", ("float32",), (10,)), ("DIV", ("float32",), (10,)), ("SQUARED_DIFFERENCE", ("float32",), (10,)),
     ("RELU", ACTIVATION, (15, 10)), ("TANH", ("float32",), (10,)), ("RSQRT", ("float32",), (10,)),
     ("NEG", ("float32",), (8,)), ("LEAKY_RELU", ACTIVATION, (15, 10)), ("PRELU", ("float32",), (20,)),
-    ("BATCH_MATMUL", ("float32",), (25,)), ("PACK", ("float32",), (10,)), ("SUM", ("float32",), (10,)),
+    ("BATCH_MATMUL", ("float32",), (35,)), ("PACK", ("float32",), (10,)), ("SUM", ("float32",), (10,)),
     ("GATHER", ("float32",), (10,)), ("DEPTH_TO_SPACE", ("float32",), (10,)),
+    ("TRANSPOSE_CONV", ("float32", "int8"), (20, 10)), ("RFFT2D", ("float32",), (10,)),
     ("FULLY_CONNECTED", ("float32", "int8", "dynamic"), (40, 25, 15)),  # with batch rows (sequence models)
     # the shapes of audio and sequence models: [1, T, 1, C] tensors, 1xN kernels, long 1-D
     # depthwise kernels, many-input concatenations, attention-sized softmax and copies
@@ -75,15 +76,19 @@ def _oblong_spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
                          "cin": rng.choice((1, 2, 8, 16, 32, 64, 80, 128, 256))}
     if rng.random() < 0.5:
         s["h"], s["w"] = s["w"], rng.choice((1, 1, 4, 8, 32))
-    while s["h"] * s["w"] * s["cin"] > 3_000_000:
+    if op in ("RESHAPE", "ADD", "SOFTMAX") and rng.random() < 0.3:  # attention-sized tensors
+        s.update(h=rng.choice((256, 335, 512)), w=rng.choice((256, 335, 512)), cin=rng.choice((4, 8, 16)))
+    while s["h"] * s["w"] * s["cin"] > 4_500_000:
         s["cin"] = max(1, s["cin"] // 2)
     if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        k = rng.choice((3, 5, 7, 9, 15, 31) if op == "DEPTHWISE_CONV_2D" else (1, 3, 5, 9, 39))
+        k = rng.choice((3, 5, 7, 9, 15, 31) if op == "DEPTHWISE_CONV_2D" else (1, 3, 5, 9, 39, 128, 256))
         along_h = s["h"] > s["w"]
         s.update(k=1, kh=k if along_h else rng.choice((1, 1, 3)), kw=1 if along_h else k,
                  stride=rng.choice((1, 1, 2)))
         if op == "CONV_2D":
-            s["cout"] = rng.choice((8, 16, 32, 64, 128, 256))
+            s["cout"] = rng.choice((1, 2, 8, 16, 32, 64, 128, 256))
+            if k >= 128:  # a long filter over few channels (harmonic stacking, learned filterbanks)
+                s["cin"], s["cout"] = rng.choice((1, 2, 4)), rng.choice((1, 1, 2))
     elif op == "CONCATENATION":
         s.update(parts=rng.choice((2, 3, 4, 8)), axis=rng.choice((1, 2, 3)))
     elif op == "PAD" and rng.random() < 0.5:
@@ -118,7 +123,20 @@ def _spec(rng: random.Random, op: str, variant: str, batched: bool = False) -> d
             while s["batch"] * max(s["cin"], s["cout"]) > 2_000_000:
                 s["batch"] //= 2
         return s
+    if op == "TRANSPOSE_CONV":  # decoder upsampling: stride 2, small kernels, shrinking channels
+        h = rng.choice(SIZES[:5])
+        s.update(h=h, w=h, cin=rng.choice(CHANNELS[1:14]), cout=rng.choice((1, 2) + CHANNELS[1:10]),
+                 k=rng.choice((2, 3, 4)), stride=2)
+        return s
+    if op == "RFFT2D":
+        s.update(h=rng.choice((10, 49, 96, 200, 500)), cin=rng.choice((256, 512, 1024, 2048)))
+        return s
     if op == "BATCH_MATMUL":
+        if rng.random() < 0.3:  # attention over a long sequence: [heads, T, d] x [heads, d, T] and back
+            t, d = rng.choice((128, 256, 335, 512)), rng.choice((16, 20, 32, 64))
+            s.update(m=t, k=d, n=t, batch=rng.choice((2, 4, 8))) if rng.random() < 0.5 else \
+                s.update(m=t, k=t, n=d, batch=rng.choice((2, 4, 8)))
+            return s
         s.update(m=rng.choice((8, 16, 49, 64, 128, 256)), k=rng.choice((16, 32, 64, 128, 256)),
                  n=rng.choice((8, 16, 49, 64, 128, 256)), batch=rng.choice((1, 2, 4, 8)))
         return s
@@ -146,22 +164,32 @@ def plan(scale: float = 1.0, seed: int = 0, variants: tuple[str, ...] | None = N
     return specs
 
 
-def run(specs: list[dict[str, Any]], *, threads: int = 1, budget_s: float = 0.03,
+def run(specs: list[dict[str, Any]], *, threads: int = 1, budget_s: float = 0.03, passes: int = 1,
         progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Time each spec; yield ``{"op", "variant", "spec", "features", "latency_us", "p10_us", "p90_us"}``."""
-    for spec in specs:
+    """Time each spec; yield ``{"op", "variant", "spec", "features", "latency_us", "p10_us", "p90_us"}``.
+
+    With ``passes`` > 1 every spec is timed once per pass, the passes minutes apart, and keeps
+    its fastest median: a burst of load from another tenant of a shared machine slows one
+    pass of a spec, rarely all of them."""
+    best: dict[int, Any] = {}
+    for p in range(passes):
+        for i, spec in enumerate(specs):
+            timing = time_model(build(spec), threads=threads, budget_s=budget_s)
+            if i not in best or timing.median_us < best[i].median_us:
+                best[i] = timing
+            if progress and p == passes - 1:
+                progress(1)
+    for i, spec in enumerate(specs):
         model = build(spec)
         graph = read_bytes(model, f"sweep:{spec['op']}")
         layer = next(layer for layer in graph.main.layers if layer.op == spec["op"])
-        timing = time_model(model, threads=threads, budget_s=budget_s)
-        if progress:
-            progress(1)
+        timing = best[i]
         yield {"op": spec["op"], "variant": spec["variant"], "spec": spec, "features": op_features(graph, layer),
                "latency_us": round(timing.median_us, 3), "p10_us": round(timing.p10_us, 3),
                "p90_us": round(timing.p90_us, 3)}
 
 
-def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
+def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03, passes: int = 1,
                   progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
     """Every op of a real model cut out and timed alone: samples with the shapes, layouts and
     kernels real models use, which the synthetic sweep only approximates. The model is
@@ -183,18 +211,24 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
     inline_buffers(unpacked, model)
     extractor = Extractor(graph, unpacked, shapes)
     producers = graph.producers(0)
+    singles = []
     for layer in graph.main.layers:
         if progress:
             progress(1)
-        if constant_folded(graph, layer, producers):
-            continue
-        single = extractor.single_op(layer)
-        if single is None:
-            continue
-        try:
-            timing = time_model(single, threads=threads, budget_s=budget_s)
-        except (RuntimeError, ValueError):
-            continue
-        yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
-               "features": op_features(graph, layer, producers), "latency_us": round(timing.median_us, 3),
-               "model": name}
+        if not constant_folded(graph, layer, producers):
+            single = extractor.single_op(layer)
+            if single is not None:
+                singles.append((layer, single))
+    best: dict[int, float] = {}
+    for _ in range(passes):  # fastest of the passes, as run() does
+        for layer, single in singles:
+            try:
+                us = time_model(single, threads=threads, budget_s=budget_s).median_us
+            except (RuntimeError, ValueError):
+                continue
+            best[layer.index] = min(us, best.get(layer.index, us))
+    for layer, _ in singles:
+        if layer.index in best:
+            yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
+                   "features": op_features(graph, layer, producers), "latency_us": round(best[layer.index], 3),
+                   "model": name}

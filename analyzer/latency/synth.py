@@ -21,6 +21,7 @@ from analyzer.simulation.rewrite import pack
 
 OP = fb.BuiltinOperator
 _T = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int32": fb.TensorType.INT32,
+      "complex64": fb.TensorType.COMPLEX64,
       "float16": fb.TensorType.FLOAT16, "int4": fb.TensorType.INT4}
 _NP = {"float32": np.float32, "int8": np.int8, "int32": np.int32, "float16": np.float16}
 
@@ -386,6 +387,30 @@ def _depth_to_space(b: _Builder, s: dict) -> bytes:
     return b.finish([y])
 
 
+
+def _transpose_conv(b: _Builder, s: dict) -> bytes:
+    v, k, st = s["variant"], s["k"], s["stride"]
+    out_shape = [1, s["h"] * st, s["w"] * st, s["cout"]]
+    shape = b.tensor([4], "int32", data=np.array(out_shape))
+    w = b.weights([s["cout"], k, k, s["cin"]], v, axis=0)
+    x = b.act(_shape(s), v, graph_input=True)
+    y = b.act(out_shape, v, scale=0.1)
+    o = fb.TransposeConvOptionsT()
+    o.padding, o.strideH, o.strideW = fb.Padding.SAME, st, st
+    b.op(OP.TRANSPOSE_CONV, [shape, w, x, b.bias(s["cout"], v)], [y], fb.BuiltinOptions.TransposeConvOptions, o,
+         version=3 if v == "int8" else 4)
+    return b.finish([y])
+
+
+def _rfft2d(b: _Builder, s: dict) -> bytes:
+    n = s["cin"]  # frames of n samples -> n // 2 + 1 complex bins each, as audio front ends use it
+    x = b.tensor([s["h"], 1, n], "float32", graph_input=True)
+    length = b.tensor([2], "int32", data=np.array([1, n]))
+    y = b.tensor([s["h"], 1, n // 2 + 1], "complex64")
+    b.op(OP.RFFT2D, [x, length], [y], fb.BuiltinOptions.Rfft2dOptions, fb.Rfft2dOptionsT())
+    return b.finish([y])
+
+
 _BUILDERS = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _depthwise, "FULLY_CONNECTED": _fully_connected,
     "ADD": _binary(OP.ADD, fb.BuiltinOptions.AddOptions, fb.AddOptionsT),
@@ -407,6 +432,6 @@ _BUILDERS = {
     "RELU": _unary(OP.RELU), "TANH": _unary(OP.TANH), "RSQRT": _unary(OP.RSQRT), "NEG": _unary(OP.NEG),
     "LEAKY_RELU": _unary(OP.LEAKY_RELU, fb.BuiltinOptions.LeakyReluOptions, fb.LeakyReluOptionsT),
     "PRELU": _prelu, "BATCH_MATMUL": _batch_matmul, "PACK": _pack, "SUM": _sum, "GATHER": _gather,
-    "DEPTH_TO_SPACE": _depth_to_space,
+    "DEPTH_TO_SPACE": _depth_to_space, "TRANSPOSE_CONV": _transpose_conv, "RFFT2D": _rfft2d,
 }
 SWEPT_OPS = tuple(_BUILDERS)
