@@ -105,7 +105,7 @@ def test_prediction(models, quick_profile):
     assert predictor.predict("CONV_2D", "float32", features(big)).latency_us > \
         3 * predictor.predict("CONV_2D", "float32", features(small)).latency_us
     assert predictor.predict("CONV_2D", "float16", features(small)).method == "float32 x ratio"
-    assert predictor.predict("TRANSPOSE_CONV", "float32", features(small)).method == "like:CONV_2D"
+    assert predictor.predict("TRANSPOSE_CONV", "float32", features(small)).method.startswith("like:CONV_2D")
     assert predictor.predict("ZEROS_LIKE", "float32", features(small)).method == "generic"
     graph = read(models["float_cnn"])
     res = predict_latency(graph, predictor)

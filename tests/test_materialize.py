@@ -116,3 +116,36 @@ def test_nan_scales_become_finite(cnn):
     fixed = _finite_scales(broken)
     assert np.isfinite(Runner(read_bytes(fixed), _data(4)).outputs(fixed)[0]).all()
     assert _finite_scales(written) is written  # nothing to fix: not repacked
+
+
+def test_normalising_a_blockwise_model_keeps_its_scale_tensors(cnn):
+    """Blockwise scales live in tensors that only the quantization details name: compacting
+    the model must keep and renumber them (the interpreter refused the normalised model)."""
+    from analyzer.readers.normalize import normalize
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    graph, model, _ = cnn
+    fc = _by_op(graph, "FULLY_CONNECTED")[0]
+    written = materialize(graph, model, {fc: LayerChoice("int4", block=32)})
+    given = read_bytes(externalize_or_not(written.model))
+    norm = normalize(given)
+    assert norm.changed  # a signature is added, so the model is compacted
+
+    def run(blob: bytes) -> np.ndarray:
+        it = Interpreter(model_content=blob)
+        it.allocate_tensors()
+        d = it.get_input_details()[0]
+        it.set_tensor(d["index"], np.random.default_rng(0).uniform(0, 1, d["shape"]).astype(d["dtype"]))
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    assert np.array_equal(run(given.model_bytes()), run(norm.model))
+
+
+def externalize_or_not(data: bytes) -> bytes:
+    from analyzer.simulation.rewrite import pack, unpack
+
+    m = unpack(data)
+    m.signatureDefs = []  # as a published file without signatures: normalisation adds one
+    return pack(m)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from statistics import median
 from typing import Any
 
-from analyzer.latency.profile import SHIPPED, Profile, machine, make, runtime_version
+from analyzer.latency.profile import SHIPPED, Profile, machine, make, memory_gbps, runtime_version
 
 ANCHORS_PER_GROUP = 6
 BIG_GROUPS = {("CONV_2D", "float32"): 16, ("CONV_2D", "int8"): 16, ("DEPTHWISE_CONV_2D", "float32"): 10,
@@ -168,6 +168,7 @@ def quick(reference: Profile, *, threads: int = 1, budget_s: float = BUDGET_S,
     rescale = Rescaler(timed)
     samples = [rescale.scale(s) for s in reference.samples]
     device = machine()
+    device["memory_gbps"] = memory_gbps()
     ref_name = os.path.basename(reference.path)
     doc = make(samples, threads=threads, xnnpack=reference.xnnpack, device=device,
                source=f"analyze calibrate-latency --quick: {ref_name} rescaled by {len(timed)} anchor ops")

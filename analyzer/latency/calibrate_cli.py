@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.errors import UsageError
-    from analyzer.latency.profile import machine, make
+    from analyzer.latency.profile import machine, make, memory_gbps
     from analyzer.latency.sweep import plan, run
     from analyzer.output import check_outputs, write_atomic
     from analyzer.progress import progress_bar
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{m}: not added ({err})", file=sys.stderr)
         added.extend(got)
     device = machine()
+    device["memory_gbps"] = memory_gbps()
     if args.name:
         device["name"] = args.name
     source = f"analyze calibrate-latency --scale {args.scale}"

@@ -144,7 +144,12 @@ class LatencyPredictor:
         for other in BORROW.get(variant, ()):
             if self.has(op, other):
                 return Prediction(self._model(op, other).predict(f), f"borrowed:{other}")
-        like = self._model(LIKE[op], variant) if op in LIKE and self.has(LIKE[op], variant) else None
+        like = None
+        if op in LIKE:  # the op with the same arithmetic, in this variant or the one it borrows from
+            for v in (variant,) + BORROW.get(variant, ()):
+                if self.has(LIKE[op], v):
+                    like = self._model(LIKE[op], v)
+                    break
         generic = self._generic(variant)
         base = like or generic
         if base is None:

@@ -260,6 +260,9 @@ def _compact(model: fb.ModelT) -> None:
         for sig in model.signatureDefs or ():
             if sig.subgraphIndex == s:
                 used |= {tm.tensorIndex for tm in (sig.inputs or []) + (sig.outputs or [])}
+        details = [t.quantization.details for t in sg.tensors if _blockwise(t)]
+        for d in details:  # blockwise scales (and zero points) live in tensors named only here
+            used |= {int(i) for i in (d.scales, d.zeroPoints) if i is not None and i >= 0}
         remap = {old: new for new, old in enumerate(sorted(used))}
         if len(remap) == len(sg.tensors):
             continue
@@ -274,7 +277,16 @@ def _compact(model: fb.ModelT) -> None:
             if sig.subgraphIndex == s:
                 for tm in (sig.inputs or []) + (sig.outputs or []):
                     tm.tensorIndex = remap[tm.tensorIndex]
+        for d in details:
+            d.scales = remap[int(d.scales)]
+            if d.zeroPoints is not None and d.zeroPoints >= 0:
+                d.zeroPoints = remap[int(d.zeroPoints)]
     _drop_unused_buffers(model)
+
+
+def _blockwise(t: fb.TensorT) -> bool:
+    q = t.quantization
+    return q is not None and q.detailsType == fb.QuantizationDetails.BlockwiseQuantization and q.details is not None
 
 
 def _drop_unused_buffers(model: fb.ModelT) -> None:
