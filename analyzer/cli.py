@@ -89,10 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--measure-latency", action="store_true",
                      help="time the model in the LiteRT interpreter (XNNPACK on and off) and each op alone")
     lat.add_argument("--predict-latency", action="store_true",
-                     help="predict per-op and whole-model latency from a device profile (default: the shipped "
+                     help="predict per-op and whole-model latency from a device profile (default: this machine's "
+                          "quick calibration if `analyze calibrate-latency --quick` made one, else the shipped "
                           "generic x86-64 profile)")
     lat.add_argument("--latency-profile", metavar="FILE", help="the device profile to predict with (implies "
-                     "--predict-latency); make one with `analyze calibrate-latency --out FILE`")
+                     "--predict-latency); make one with `analyze calibrate-latency --out FILE`, or from a phone's "
+                     "benchmark_model op tables with `analyze import-profile`")
     lat.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads for --measure-latency "
                      "(default: 1)")
     lat.add_argument("--runs", type=_positive_int, default=20, help="timed runs of the whole model (default: 20)")

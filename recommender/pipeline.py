@@ -219,6 +219,7 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
                                                              else ""), model, predicted_bytes=result.float_bytes,
                              estimated_metric=result.float_holdout_metric)]
     notes: list[str] = [f"the model was normalised before the search: {c}" for c in norm.changes]
+    notes += [f"predicted latency: {n}" for n in measurer.predictor.profile.notes]  # another machine, a calibration
     presets: list[_Variant] = []  # a uniform preset that holds and is smaller than the search's model wins
     if norm.given_bytes != len(model):
         rows.append(measurer.measure("as given", "the file given, as it is", report.graph.model_bytes()))

@@ -60,7 +60,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity-levels", help="sparsity levels to consider, e.g. 0,0.5,0.75")
     p.add_argument("--max-latency", type=float, metavar="MS", help="predicted latency budget in milliseconds "
                    "(issue 6's predictor; 1 thread, XNNPACK)")
-    p.add_argument("--latency-profile", metavar="FILE", help="device profile for --max-latency (default: shipped)")
+    p.add_argument("--latency-profile", metavar="FILE", help="device profile for --max-latency (default: this "
+                   "machine's quick calibration, else the shipped one; a phone's from analyze import-profile)")
     p.add_argument("--metric-fn", metavar="MODULE:FUNCTION", help="function(outputs, labels) -> float, higher is better")
     p.add_argument("--metric", choices=tuple(BUILTIN_METRICS), help="a built-in metric instead: accuracy (needs "
                    "labels), or without labels top-1 agreement with the float model (classifiers), output SQNR in "

@@ -233,3 +233,22 @@ def test_uint8_activations_are_their_own_variant_that_borrows_int8_samples(small
     f = op_features(graph, layer)
     assert not pred.groups.get(("RELU", "uint8"))  # the sweep has no uint8 kernels: int8's answer
     assert pred.predict("RELU", "uint8", f).latency_us == pred.predict("RELU", "int8", f).latency_us
+
+
+def test_the_search_costs_latency_with_a_device_profile(models, small_profile, tmp_path):
+    """--max-latency with an imported profile: each option's latency is the device's."""
+    from analyzer.simulation.rewrite import Rewriter
+    from search.latency_costs import latency_costs
+    from search.space import build_space
+
+    reference = load(str(small_profile), automatic=False)
+    graph = read(models["float_cnn"])
+    path = tmp_path / "phone.json"
+    path.write_text(json.dumps(_device_profile(graph, {"CONV_2D": 3.0, "FULLY_CONNECTED": 3.0}, reference)))
+    space = build_space(graph, Rewriter(graph.model_bytes(), graph, {}), "cpu")
+    on_cpu, _ = latency_costs(graph, space, LatencyPredictor(reference))
+    on_phone, _ = latency_costs(graph, space, LatencyPredictor(load(str(path)), reference=reference))
+    overhead = reference.invoke_overhead_us
+    conv = next(ls for ls in space.layers if graph.main.layers[ls.layer].op == "CONV_2D")
+    float32 = next(i for i, o in enumerate(conv.options) if o.choice.weights == "float32" and not o.choice.sparsity)
+    assert on_phone[conv.layer][float32] == pytest.approx(3.0 * on_cpu[conv.layer][float32], rel=0.35, abs=3 * overhead)

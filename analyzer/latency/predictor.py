@@ -209,7 +209,7 @@ class DeviceModel:
         for s in samples:
             ref = self._ref(s["op"], s["variant"], s["features"])
             if ref > 0.05 and s["latency_us"] > 0:  # ops that cost nothing in context carry no ratio
-                pairs.append(({"op": s["op"], "variant": s["variant"], "latency_us": ref}, s["latency_us"]))
+                pairs.append(({"op": s["op"], "variant": _kernels(s["variant"]), "latency_us": ref}, s["latency_us"]))
         self.rescale = Rescaler(pairs)
         self.samples = len(pairs)
 
@@ -221,6 +221,11 @@ class DeviceModel:
         ref = self._ref(op, variant, f)
         if not self.samples:
             return Prediction(ref, "reference (no device samples)")
-        known = (op, variant) in self.rescale.fits
-        return Prediction(ref * math.exp(self.rescale.log_ratio(op, variant, max(ref, 1e-3))),
+        known = (op, _kernels(variant)) in self.rescale.fits
+        return Prediction(ref * math.exp(self.rescale.log_ratio(op, _kernels(variant), max(ref, 1e-3))),
                           "device ratio" if known else "device ratio (op kind not imported)")
+
+
+def _kernels(variant: str) -> str:
+    """The kernels a variant runs: float16 weights are unpacked to float32 when prepared."""
+    return "float32" if variant == "float16" else variant
