@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD := build
 
-.PHONY: install demo demo-analyze test bench corpus bench-corpus clean mct-venv
+.PHONY: install demo demo-analyze test bench corpus bench-corpus profile clean mct-venv
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_large_model.py
 	$(PY) benchmarks/bench_savedmodel.py
 	$(PY) benchmarks/bench_sensitivity.py
-	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_latency.py --sets keras
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_recommend.py
 
@@ -50,6 +50,17 @@ corpus: $(STAMP)
 
 bench-corpus: corpus
 	$(PY) benchmarks/bench_corpus.py --json build/bench_corpus.json
+	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_import_profile.py
+
+# Remake the shipped latency profile on this machine: the full sweep plus every op of the
+# corpus models the interpreter runs (about 5 minutes on 2 cores; run it on an idle machine).
+profile: corpus
+	$(VENV)/bin/analyze calibrate-latency --force --out analyzer/tables/latency/generic_x86_64.json \
+		--name "generic x86-64 ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), 1 thread, XNNPACK)" \
+		--add-models $$($(PY) -c "import json, os; c = os.path.expanduser('~/.cache/compression-advisor/corpus'); \
+		print(' '.join(os.path.join(c, m['file']) for m in json.load(open('benchmarks/corpus/manifest.json'))['models'] \
+		if m.get('interpreter') == 'runs'))")
 
 # Model Compression Toolkit for bench_search.py's peer column: its own venv (MCT 2.6 runs on
 # PyTorch here; its Keras path needs TensorFlow <= 2.15). Large: PyTorch and its wheels.

@@ -28,41 +28,22 @@ from pathlib import Path
 from measure import ROOT
 from tabulate import tabulate
 
-from analyzer.latency.extract import Extractor, small_int_tensors
-from analyzer.latency.features import constant_folded
 from analyzer.latency.op_table import rows_from_timings, write_csv
 from analyzer.latency.predict import predict_latency
 from analyzer.latency.predictor import LatencyPredictor
 from analyzer.latency.profile import load
 from analyzer.latency.synth import build
 from analyzer.latency.timing import time_model
+from analyzer.latency.sweep import cut_ops
 from analyzer.readers import read
-from analyzer.readers.normalize import normalize
-from analyzer.simulation.rewrite import inline_buffers, unpack
 from bench_latency import corpus_models, families
 
 
 def op_times(path: Path, xnnpack: bool, overhead: float) -> dict[int, float]:
     """Per op of the file given (its index), the time alone in that kernel set, less overhead."""
-    given = read(str(path))
-    norm = normalize(given)
-    graph = norm.graph
-    model = graph.model_bytes()
-    try:
-        shapes = small_int_tensors(graph, model)
-    except (RuntimeError, ValueError):
-        shapes = {}
-    unpacked = unpack(model)
-    inline_buffers(unpacked, model)
-    extractor = Extractor(graph, unpacked, shapes)
-    producers = graph.producers(0)
+    norm, singles = cut_ops(read(str(path)))
     out = {}
-    for layer in graph.main.layers:
-        if constant_folded(graph, layer, producers):
-            continue
-        single = extractor.single_op(layer)
-        if single is None:
-            continue
+    for layer, single in singles:
         try:
             us = time_model(single, xnnpack=xnnpack, budget_s=0.03).median_us
         except (RuntimeError, ValueError):

@@ -122,7 +122,7 @@ def _device_profile(graph, factors: dict[str, float], reference) -> object:
             continue
         f = op_features(graph, layer, producers)
         v = variant_of(graph, layer, producers)
-        base = ref.predict(layer.op, v, f).latency_us - reference.invoke_overhead_us
+        base = max(ref.predict(layer.op, v, f).latency_us - reference.invoke_overhead_us, 0.0)  # as in context
         samples.append({"op": layer.op, "variant": v, "features": f, "latency_us": base * factors[layer.op],
                         "model": "m"})
     doc = make(samples, threads=1, device={"name": "phone", "kind": "imported"})
@@ -143,7 +143,7 @@ def test_a_device_profile_predicts_the_reference_scaled_per_op_kind(models, smal
             continue
         f = op_features(graph, layer)
         v = variant_of(graph, layer)
-        base = ref.predict(layer.op, v, f).latency_us - overhead
+        base = max(ref.predict(layer.op, v, f).latency_us - overhead, 0.0)
         got = device.predict(layer.op, v, f)
         if layer.op == "MAX_POOL_2D":  # not imported: the median ratio of the samples, within their range
             assert 0.5 * base * 0.99 <= got.latency_us <= 3.0 * base * 1.01 and "not imported" in got.method

@@ -79,7 +79,8 @@ def op_features(graph: LayerGraph, layer: Layer, producers: dict | None = None) 
     opts = layer.options or {}
     if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and w is not None and len(w.shape) == 4:
         kernel = float(w.shape[1] * w.shape[2])
-        stride = float(opts.get("stride_h", opts.get("strideH", 1)) or 1)
+        stride = float(max(opts.get("stride_h", opts.get("strideH", 1)) or 1,  # 1-D audio convolutions
+                           opts.get("stride_w", opts.get("strideW", 1)) or 1))  # stride along W only
     elif layer.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         kernel = float((opts.get("filter_height", opts.get("filterHeight", 1)) or 1)
                        * (opts.get("filter_width", opts.get("filterWidth", 1)) or 1))

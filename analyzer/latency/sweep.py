@@ -44,14 +44,14 @@ LAYOUT_PLAN: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("MAXIMUM", ("float32",), (10,)), ("DIV", ("float32",), (10,)), ("SQUARED_DIFFERENCE", ("float32",), (10,)),
     ("RELU", ACTIVATION, (15, 10)), ("TANH", ("float32",), (10,)), ("RSQRT", ("float32",), (10,)),
     ("NEG", ("float32",), (8,)), ("LEAKY_RELU", ACTIVATION, (15, 10)), ("PRELU", ("float32",), (20,)),
-    ("BATCH_MATMUL", ("float32",), (35,)), ("PACK", ("float32",), (10,)), ("SUM", ("float32",), (10,)),
+    ("BATCH_MATMUL", ("float32",), (50,)), ("PACK", ("float32",), (10,)), ("SUM", ("float32",), (10,)),
     ("GATHER", ("float32",), (10,)), ("DEPTH_TO_SPACE", ("float32",), (10,)),
     ("TRANSPOSE_CONV", ("float32", "int8"), (20, 10)), ("RFFT2D", ("float32",), (10,)),
     ("FULLY_CONNECTED", ("float32", "int8", "dynamic"), (40, 25, 15)),  # with batch rows (sequence models)
     # the shapes of audio and sequence models: [1, T, 1, C] tensors, 1xN kernels, long 1-D
     # depthwise kernels, many-input concatenations, attention-sized softmax and copies
-    ("CONV_2D", ("float32", "int8"), (60, 30)), ("DEPTHWISE_CONV_2D", ("float32", "int8"), (40, 20)),
-    ("CONCATENATION", ACTIVATION, (25, 10)), ("RESHAPE", ACTIVATION, (25, 10)), ("PAD", ACTIVATION, (20, 10)),
+    ("CONV_2D", ("float32", "int8"), (80, 30)), ("DEPTHWISE_CONV_2D", ("float32", "int8"), (40, 20)),
+    ("CONCATENATION", ACTIVATION, (40, 10)), ("RESHAPE", ACTIVATION, (25, 10)), ("PAD", ACTIVATION, (20, 10)),
     ("SOFTMAX", ("float32",), (15,)), ("ADD", ("float32",), (15,)), ("MUL", ("float32",), (15,)),
     ("MEAN", ("float32",), (10,)),
 )
@@ -74,6 +74,8 @@ def _oblong_spec(rng: random.Random, op: str, variant: str) -> dict[str, Any]:
     """Shapes of audio and sequence models: long 1-D signals, 1xN kernels, many parts."""
     s: dict[str, Any] = {"op": op, "variant": variant, "h": 1, "w": rng.choice((50, 100, 200, 335, 500, 1000, 2000)),
                          "cin": rng.choice((1, 2, 8, 16, 32, 64, 80, 128, 256))}
+    if rng.random() < 0.2:  # raw audio: a second of samples, one or a few channels
+        s.update(w=rng.choice((8000, 16000, 22050, 44100)), cin=rng.choice((1, 1, 2, 4)))
     if rng.random() < 0.5:
         s["h"], s["w"] = s["w"], rng.choice((1, 1, 4, 8, 32))
     if op in ("RESHAPE", "ADD", "SOFTMAX") and rng.random() < 0.3:  # attention-sized tensors
@@ -196,12 +198,37 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
     normalised first (float16 and sparse weights unpacked, as the runtime does at prepare
     time); each sample names the model (``"model": name``) so a benchmark can leave it out.
     Ops that cannot stand alone or run (control flow, custom ops without a kernel) are skipped."""
+    from analyzer.latency.features import variant_of
+
+    norm, singles = cut_ops(graph, progress)
+    graph = norm.graph
+    producers = graph.producers(0)
+    best: dict[int, float] = {}
+    for _ in range(passes):  # fastest of the passes, as run() does
+        for layer, single in singles:
+            try:
+                us = time_model(single, threads=threads, budget_s=budget_s).median_us
+            except (RuntimeError, ValueError):
+                continue
+            best[layer.index] = min(us, best.get(layer.index, us))
+    for layer, _ in singles:
+        if layer.index in best:
+            yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
+                   "features": op_features(graph, layer, producers), "latency_us": round(best[layer.index], 3),
+                   "model": name}
+
+
+def cut_ops(graph, progress: Callable[[int], None] | None = None):
+    """(the normalised model, [(layer, single-op model)]) for every op of ``graph`` that can
+    stand alone and is not folded at prepare time. Layers are the normalised model's
+    (``Normalized.original_index`` maps them back to the file given)."""
     from analyzer.latency.extract import Extractor, small_int_tensors
-    from analyzer.latency.features import constant_folded, variant_of
+    from analyzer.latency.features import constant_folded
     from analyzer.readers.normalize import normalize
     from analyzer.simulation.rewrite import inline_buffers, unpack
 
-    graph = normalize(graph).graph
+    norm = normalize(graph)
+    graph = norm.graph
     model = graph.model_bytes()
     try:
         shapes = small_int_tensors(graph, model)
@@ -219,16 +246,4 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
             single = extractor.single_op(layer)
             if single is not None:
                 singles.append((layer, single))
-    best: dict[int, float] = {}
-    for _ in range(passes):  # fastest of the passes, as run() does
-        for layer, single in singles:
-            try:
-                us = time_model(single, threads=threads, budget_s=budget_s).median_us
-            except (RuntimeError, ValueError):
-                continue
-            best[layer.index] = min(us, best.get(layer.index, us))
-    for layer, _ in singles:
-        if layer.index in best:
-            yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
-                   "features": op_features(graph, layer, producers), "latency_us": round(best[layer.index], 3),
-                   "model": name}
+    return norm, singles
