@@ -252,3 +252,14 @@ def test_the_search_costs_latency_with_a_device_profile(models, small_profile, t
     conv = next(ls for ls in space.layers if graph.main.layers[ls.layer].op == "CONV_2D")
     float32 = next(i for i, o in enumerate(conv.options) if o.choice.weights == "float32" and not o.choice.sparsity)
     assert on_phone[conv.layer][float32] == pytest.approx(3.0 * on_cpu[conv.layer][float32], rel=0.35, abs=3 * overhead)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--quick", "--reference", "no/such.json"), "no such latency profile"),
+    (("--out", "p.json", "--add-models", "no/such.tflite"), "no such model file"),
+    (("--scale", "1"), "--out FILE is required"),
+])
+def test_calibrate_latency_bad_input_is_one_line(args, message, tmp_path):
+    code, _, err = run_cli("calibrate-latency", *args, cwd=tmp_path)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p.json").exists()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from statistics import median
 from typing import Any
 
-from analyzer.latency.profile import SHIPPED, Profile, machine, make, memory_gbps, runtime_version
+from analyzer.latency.profile import Profile, machine, make, memory_gbps, runtime_version
 
 ANCHORS_PER_GROUP = 6
 BIG_GROUPS = {("CONV_2D", "float32"): 16, ("CONV_2D", "int8"): 16, ("DEPTHWISE_CONV_2D", "float32"): 10,
@@ -178,7 +178,3 @@ def quick(reference: Profile, *, threads: int = 1, budget_s: float = BUDGET_S,
              "median_ratio": round(math.exp(rescale.overall), 3), "ratios": rescale.summary()}
     doc["calibration"] = facts
     return doc, facts
-
-
-def reference_name() -> str:
-    return SHIPPED

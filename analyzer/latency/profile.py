@@ -9,6 +9,7 @@ foreign file, with the path and the problem.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -56,7 +57,13 @@ KERNEL_FEATURES = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw"
 
 
 def machine() -> dict[str, Any]:
-    """What this machine is, as far as kernels care: CPU vendor and model, ISA features, cores."""
+    """What this machine is, as far as kernels care: CPU vendor and model, ISA features, cores
+    (a fresh dict: callers add to it)."""
+    return dict(_machine())
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict[str, Any]:
     name = platform.processor() or platform.machine()
     vendor = None
     flags: set[str] = set()

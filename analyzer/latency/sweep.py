@@ -173,16 +173,16 @@ def run(specs: list[dict[str, Any]], *, threads: int = 1, budget_s: float = 0.03
     With ``passes`` > 1 every spec is timed once per pass, the passes minutes apart, and keeps
     its fastest median: a burst of load from another tenant of a shared machine slows one
     pass of a spec, rarely all of them."""
+    models = [build(spec) for spec in specs]
     best: dict[int, Any] = {}
     for p in range(passes):
-        for i, spec in enumerate(specs):
-            timing = time_model(build(spec), threads=threads, budget_s=budget_s)
+        for i, model in enumerate(models):
+            timing = time_model(model, threads=threads, budget_s=budget_s)
             if i not in best or timing.median_us < best[i].median_us:
                 best[i] = timing
             if progress and p == passes - 1:
                 progress(1)
-    for i, spec in enumerate(specs):
-        model = build(spec)
+    for i, (spec, model) in enumerate(zip(specs, models)):
         graph = read_bytes(model, f"sweep:{spec['op']}")
         layer = next(layer for layer in graph.main.layers if layer.op == spec["op"])
         timing = best[i]
