@@ -41,7 +41,7 @@ from bench_latency import corpus_models, families
 
 def op_times(path: Path, xnnpack: bool, overhead: float) -> dict[int, float]:
     """Per op of the file given (its index), the time alone in that kernel set, less overhead."""
-    norm, singles = cut_ops(read(str(path)))
+    norm, _, singles = cut_ops(read(str(path)))
     out = {}
     for layer, single in singles:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from analyzer.graph import LayerGraph
 from analyzer.latency.predict import layer_latency
 from analyzer.latency.predictor import LatencyPredictor
+from analyzer.latency.runtime_shapes import runtime_graph
 from analyzer.simulation.choices import LayerChoice
 from search.materializable import writable
 from search.space import Space
@@ -33,6 +34,7 @@ def variant(choice: LayerChoice, op: str = "") -> str:
 def latency_costs(graph: LayerGraph, space: Space, predictor: LatencyPredictor) -> tuple[dict[int, list[float]], float]:
     """Per layer in the space, the predicted microseconds of each option; and the fixed
     microseconds of everything outside the space (plus the invoke overhead)."""
+    graph, _ = runtime_graph(graph)  # a model that computes shapes costs what its run-time shapes cost
     producers, consumers = graph.producers(0), graph.consumers(0)
     layers = graph.main.layers
     costs = {ls.layer: [layer_latency(predictor, graph, layers[ls.layer], variant(o.choice, ls.op), producers,

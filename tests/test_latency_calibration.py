@@ -49,9 +49,10 @@ def test_a_profile_records_the_machine_and_says_when_it_is_another():
     here = machine()
     assert here["model"] and here["machine"] and isinstance(here["isa"], list)
     assert differences(here, None, here) == []
-    other = {**here, "model": "Some Other CPU", "isa": [f for f in here["isa"] if f != "avx2"] + ["avx512_vnni"]}
+    here = {**here, "isa": [f for f in here["isa"] if f != "amx_tile"] + ["avx2"]}  # the same on any CPU
+    other = {**here, "model": "Some Other CPU", "isa": [f for f in here["isa"] if f != "avx2"] + ["amx_tile"]}
     said = " ".join(differences(other, "0.0.1", here))
-    assert "Some Other CPU" in said and "avx512_vnni" in said and "0.0.1" in said
+    assert "Some Other CPU" in said and "amx_tile" in said and "avx2" in said and "0.0.1" in said
     if "avx2" in here["isa"]:
         assert "this CPU has avx2" in said
     assert "imported device profile" in differences({"kind": "imported", "name": "pixel"}, None, here)[0]
@@ -263,3 +264,65 @@ def test_calibrate_latency_bad_input_is_one_line(args, message, tmp_path):
     code, _, err = run_cli("calibrate-latency", *args, cwd=tmp_path)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_a_model_that_computes_shapes_is_costed_at_its_run_time_shapes(models, small_profile):
+    from analyzer.latency.extract import Extractor
+    from analyzer.latency.runtime_shapes import computes_shapes, run_once, runtime_graph, with_shapes
+    from analyzer.simulation.rewrite import unpack
+
+    graph = read(models["computed_shapes"])
+    assert computes_shapes(graph)
+    cnn = read(models["float_cnn"])  # Keras' batch-size arithmetic (SHAPE, PACK, RESHAPE) changes no shape
+    assert computes_shapes(cnn) and runtime_graph(cnn) == (cnn, None)
+    fc = next(layer for layer in graph.main.layers if layer.op == "FULLY_CONNECTED")
+    assert graph.main.tensors[fc.outputs[0]].shape == (1, 48)  # the file's placeholder
+    run = run_once(graph)
+    assert run.shapes[fc.inputs[0]] == (32, 64) and run.shapes[fc.outputs[0]] == (32, 48)
+    resolved, note = runtime_graph(graph)
+    assert resolved.main.tensors[fc.outputs[0]].shape == (32, 48) and "run time" in note
+    assert op_features(resolved, fc)["macs"] == 32 * op_features(graph, fc)["macs"]
+    # the single-op model of the FC gets the run's shapes, and the interpreter agrees
+    single = Extractor(resolved, unpack(graph.model_bytes()), run.values, run.shapes).single_op(fc)
+    g1 = read_bytes(single, "fc.tflite")
+    assert g1.main.tensors[g1.main.layers[0].outputs[0]].shape == (32, 48)
+    res = predict_latency(graph, LatencyPredictor(load(str(small_profile), automatic=False)), with_variants=False)
+    assert any("computes tensor shapes at run time" in n for n in res.notes)
+    fixed = LatencyPredictor(load(str(small_profile), automatic=False))
+    from analyzer.latency.predict import layer_latency
+    assert layer_latency(fixed, resolved, fc)[0] > layer_latency(fixed, graph, fc)[0]
+    assert with_shapes(graph, {}) is graph
+
+
+def test_recurrent_ops_stand_alone_with_their_state_and_cost_per_time_step(models, small_profile):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from analyzer.latency.extract import Extractor
+    from analyzer.latency.predictor import _stepped
+    from analyzer.simulation.rewrite import unpack
+
+    graph = read(models["lstm"])
+    lstm = next(layer for layer in graph.main.layers if layer.op == "UNIDIRECTIONAL_SEQUENCE_LSTM")
+    single = Extractor(graph, unpack(graph.model_bytes())).single_op(lstm)
+    assert single is not None
+    full = Interpreter(model_content=graph.model_bytes(), experimental_preserve_all_tensors=True)
+    full.allocate_tensors()
+    x = np.random.default_rng(0).uniform(-1, 1, full.get_input_details()[0]["shape"]).astype(np.float32)
+    full.set_tensor(full.get_input_details()[0]["index"], x)
+    full.invoke()
+    it = Interpreter(model_content=single)
+    it.allocate_tensors()
+    (inp,) = it.get_input_details()  # the state tensors are variables, not inputs
+    src = next(t for t in graph.main.tensors if t.name == inp["name"])
+    it.set_tensor(inp["index"], full.get_tensor(src.index))
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]),
+                               full.get_tensor(lstm.outputs[0]), rtol=1e-5, atol=1e-6)
+    f = op_features(graph, lstm)
+    assert f["out_hw"] == 10  # time steps
+    predictor = LatencyPredictor(load(str(small_profile), automatic=False))
+    fc_model = predictor._model("FULLY_CONNECTED", "float32")
+    doubled = {**f, "macs": 2 * f["macs"], "in_elems": 2 * f["in_elems"], "out_elems": 2 * f["out_elems"],
+               "out_hw": 20.0}
+    assert _stepped(fc_model, lstm.op, doubled) == pytest.approx(2 * _stepped(fc_model, lstm.op, f), rel=1e-6)
+    assert predictor.predict(lstm.op, "float32", f).method.startswith("like:FULLY_CONNECTED")

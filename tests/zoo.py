@@ -225,6 +225,21 @@ def control_flow() -> bytes:
     return _convert_function(loop)
 
 
+def computed_shapes() -> bytes:
+    """Frames of a signal whose count the model computes from ``tf.shape`` (as BirdNET's
+    spectrogram front end does): the file stores placeholder shapes ([1, 64] for what is
+    [32, 64] at run time), so only a run tells the real sizes."""
+    tf = _tf()
+    w = tf.constant(np.linspace(-1, 1, 64 * 48, dtype="float32").reshape(64, 48))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2048], tf.float32, name="signal")])
+    def frames(x):
+        f = tf.reshape(x, [tf.shape(x)[0] * 32, 64])
+        return tf.nn.relu(tf.matmul(f, w))
+
+    return _convert_function(frames)
+
+
 def flex_topk_cumsum() -> bytes:
     """FlexMatrixInverse, TOPK_V2 and CUMSUM (builtin code 128, above the int8 field): the
     model tf.lite.experimental.Analyzer(gpu_compatibility=True) calls GPU-compatible."""
@@ -337,6 +352,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "control_flow": control_flow,
     "two_signatures": two_signatures,
     "flex_topk_cumsum": flex_topk_cumsum,
+    "computed_shapes": computed_shapes,
     "demo_mobilenet_v2": demo_mobilenet_v2,
     "mobilenet_v2": mobilenet_v2,
 }

@@ -2,7 +2,8 @@
 
 The op keeps its options, opcode and constant inputs (weights, with their buffers); its
 non-constant inputs become the model's inputs and its outputs the model's outputs. Ops that
-call subgraphs (WHILE, IF, CALL_ONCE) or read variables cannot stand alone: None.
+call subgraphs (WHILE, IF, CALL_ONCE) or use resource variables cannot stand alone: None;
+state tensors (LSTM, SVDF) stay variable tensors, which the interpreter zeroes.
 """
 
 from __future__ import annotations
@@ -20,38 +21,32 @@ from analyzer.simulation.rewrite import pack
 def small_int_tensors(graph: LayerGraph, model: bytes) -> dict[int, np.ndarray]:
     """Values of the main subgraph's small non-constant integer tensors after one run on
     random inputs (shape arithmetic does not depend on the input values)."""
-    from analyzer.latency.timing import interpreter
+    from analyzer.latency.runtime_shapes import run_once
 
-    wanted = [t for t in graph.main.tensors if t.buffer is None and t.dtype in ("int32", "int64")
-              and 0 < t.elements <= 64]
-    if not wanted:
-        return {}
-    it = interpreter(model, xnnpack=False, preserve=True)
-    it.invoke()
-    out = {}
-    for t in wanted:
-        try:
-            out[t.index] = it.get_tensor(t.index).copy()
-        except ValueError:
-            continue
-    return out
+    return run_once(graph, model).values
 
 
 def can_extract(graph: LayerGraph, layer: Layer) -> bool:
+    """Whether the op can run alone: it calls no subgraph, has outputs and uses no resource
+    variable (a state tensor, as LSTMs and SVDFs keep, comes along as a variable tensor)."""
     tensors = graph.subgraphs[layer.subgraph].tensors
     return (not layer.called_subgraphs and bool(layer.outputs)
-            and not any(i >= 0 and tensors[i].is_variable for i in layer.inputs))
+            and not any(i >= 0 and tensors[i].dtype == "resource" for i in layer.inputs))
 
 
 class Extractor:
     """Single-op models of one model's layers; the model is unpacked once."""
 
-    def __init__(self, graph: LayerGraph, model: fb.ModelT, shapes: dict[int, np.ndarray] | None = None) -> None:
+    def __init__(self, graph: LayerGraph, model: fb.ModelT, shapes: dict[int, np.ndarray] | None = None,
+                 runtime_shapes: dict[int, tuple[int, ...]] | None = None) -> None:
         """``shapes``: values of small integer tensors computed at run time (output shapes,
-        axes, paddings) from a real run, baked into the single-op models as constants."""
+        axes, paddings) from a real run, baked into the single-op models as constants.
+        ``runtime_shapes``: the shapes tensors take at run time where the file's differ
+        (``runtime_shapes.run_once``), given to the single-op models' tensors."""
         self.graph = graph
         self.model = model
         self.shapes = shapes or {}
+        self.runtime_shapes = runtime_shapes or {}
 
     def single_op(self, layer: Layer) -> bytes | None:
         if not can_extract(self.graph, layer):
@@ -72,6 +67,9 @@ class Extractor:
                 return i
             if i not in remap:
                 t = copy.copy(src_sg.tensors[i])
+                if layer.subgraph == 0 and i in self.runtime_shapes:
+                    t.shape = np.array(self.runtime_shapes[i], np.int32)
+                    t.shapeSignature = None
                 if layer.subgraph == 0 and i in self.shapes:
                     buf = fb.BufferT()
                     buf.data = np.frombuffer(np.ascontiguousarray(self.shapes[i]).tobytes(), np.uint8)
@@ -82,7 +80,7 @@ class Extractor:
                     t.buffer = len(out.buffers) - 1
                 else:
                     t.buffer = 0
-                    if i not in layer.outputs:
+                    if i not in layer.outputs and not t.isVariable:  # state tensors start at zero
                         sg.inputs.append(len(sg.tensors))
                 sg.tensors.append(t)
                 remap[i] = len(sg.tensors) - 1

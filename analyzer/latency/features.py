@@ -64,6 +64,11 @@ def constant_folded(graph: LayerGraph, layer: Layer, producers: dict | None = No
     return all(_static(graph, layer, i, producers) for i in layer.inputs if i >= 0)
 
 
+# recurrent ops that run their cell once per time step (``out_hw`` counts the steps)
+SEQUENCE_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
+                          "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN"})
+
+
 def op_features(graph: LayerGraph, layer: Layer, producers: dict | None = None) -> dict[str, float]:
     tensors = graph.subgraphs[layer.subgraph].tensors
     producers = producers if producers is not None else graph.producers(layer.subgraph)
@@ -86,6 +91,8 @@ def op_features(graph: LayerGraph, layer: Layer, producers: dict | None = None) 
                        * (opts.get("filter_width", opts.get("filterWidth", 1)) or 1))
         stride = float(opts.get("stride_h", opts.get("strideH", 1)) or 1)
     out_hw = float(out.shape[1] * out.shape[2]) if out is not None and len(out.shape) == 4 else 1.0
+    if layer.op in SEQUENCE_OPS and out is not None and len(out.shape) == 3:  # time steps, one after another
+        out_hw = float(out.shape[0] * out.shape[1])
     return {
         "macs": float(op_macs(layer, ins, outs)),
         "in_elems": float(sum(t.elements for t in acts)),

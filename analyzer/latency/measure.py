@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.graph import LayerGraph
-from analyzer.latency.extract import Extractor, small_int_tensors
+from analyzer.latency.extract import Extractor
+from analyzer.latency.runtime_shapes import RuntimeRun, run_once
 from analyzer.latency.timing import Timing, time_model
 from analyzer.simulation.rewrite import inline_buffers, unpack
 
@@ -68,17 +69,17 @@ def measure_latency(graph: LayerGraph, *, threads: int = 1, runs: int = 20, prog
         if err:
             notes.append(f"whole model ({label} kernels) not measured: the interpreter cannot run it ({err})")
     try:
-        shapes = small_int_tensors(graph, model)
+        run = run_once(graph, model)
     except (RuntimeError, ValueError):
-        shapes = {}
+        run = RuntimeRun()
     unpacked = unpack(model)
     inline_buffers(unpacked, model)  # weights stored after the flatbuffer stay constants in each single-op model
-    extractor = Extractor(graph, unpacked, shapes)
+    extractor = Extractor(graph, unpacked, run.values, run.shapes)
     timed = []
     tick = progress(len(graph.main.layers), 0) if progress else None
     for layer in graph.main.layers:
         single = extractor.single_op(layer)
-        timing, err = (None, "calls a subgraph or reads a variable: not timed alone") if single is None else \
+        timing, err = (None, "calls a subgraph or uses a resource variable: not timed alone") if single is None else \
             _try(lambda s=single: time_model(s, threads=threads, min_runs=max(5, runs // 2), budget_s=0.03))
         timed.append((layer, timing, err))
         if tick:

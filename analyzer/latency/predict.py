@@ -14,6 +14,7 @@ from analyzer.graph import Layer, LayerGraph
 from analyzer.latency.context import fused_by_xnnpack
 from analyzer.latency.features import constant_folded, op_features, variant_of
 from analyzer.latency.predictor import LatencyPredictor
+from analyzer.latency.runtime_shapes import runtime_graph
 from analyzer.op_roles import QUANTIZED_WEIGHTS
 
 
@@ -65,6 +66,7 @@ def layer_latency(predictor: LatencyPredictor, graph: LayerGraph, layer: Layer, 
 
 
 def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_variants: bool = True) -> PredictedLatency:
+    graph, shapes_note = runtime_graph(graph)
     producers, consumers = graph.producers(0), graph.consumers(0)
     rows = []
     for layer in graph.main.layers:
@@ -79,6 +81,8 @@ def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_vari
     rows = [LayerLatency(r.index, r.name, r.op, r.variant, r.latency_us, r.method, r.latency_us / total if total else 0,
                          r.variants_us) for r in rows]
     notes = list(predictor.profile.notes)
+    if shapes_note:
+        notes.append(shapes_note)
     if spilled:
         notes.append(spilled)
     if len(graph.subgraphs) > 1:

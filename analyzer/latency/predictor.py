@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.latency.features import log_vector
+from analyzer.latency.features import SEQUENCE_OPS, log_vector
 from analyzer.latency.profile import Profile
 
 MIN_SAMPLES = 8
@@ -159,17 +159,31 @@ class LatencyPredictor:
             samples, v = few
             key = (op, v, "base ratio")
             if key not in self._fitted:
-                self._fitted[key] = median(s["latency_us"] / max(base.predict(s["features"]), 1e-3) for s in samples)
+                self._fitted[key] = median(s["latency_us"] / max(_stepped(base, op, s["features"]), 1e-3)
+                                           for s in samples)
             kind = f"like:{LIKE[op]}" if like else "generic"
-            return Prediction(base.predict(f) * self._fitted[key], f"{kind} x {len(samples)} sample(s)")
+            return Prediction(_stepped(base, op, f) * self._fitted[key], f"{kind} x {len(samples)} sample(s)")
         if like is not None:
-            return Prediction(like.predict(f), f"like:{LIKE[op]}")
+            return Prediction(_stepped(like, op, f), f"like:{LIKE[op]}")
         return Prediction(generic.predict(f), "generic")
+
+
+def _stepped(model: _KindModel, op: str, f: dict[str, float]) -> float:
+    """``model``'s prediction for the op; a recurrent op runs its cell once per time step, so
+    it costs its steps times one step's arithmetic (a one-step fully connected layer)."""
+    if op not in SEQUENCE_OPS or f.get("out_hw", 1.0) <= 1:
+        return model.predict(f)
+    steps = f["out_hw"]
+    step = {**f, "macs": f["macs"] / steps, "in_elems": f["in_elems"] / steps, "out_elems": f["out_elems"] / steps,
+            "out_hw": 1.0}
+    return steps * model.predict(step)
 
 
 # a weighted op kind without samples costs what the op with the same arithmetic does
 LIKE = {"TRANSPOSE_CONV": "CONV_2D", "CONV_3D": "CONV_2D", "BATCH_MATMUL": "FULLY_CONNECTED",
-        "UNIDIRECTIONAL_SEQUENCE_LSTM": "FULLY_CONNECTED", "LSTM": "FULLY_CONNECTED", "SVDF": "FULLY_CONNECTED",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM": "FULLY_CONNECTED", "BIDIRECTIONAL_SEQUENCE_LSTM": "FULLY_CONNECTED",
+        "UNIDIRECTIONAL_SEQUENCE_RNN": "FULLY_CONNECTED", "BIDIRECTIONAL_SEQUENCE_RNN": "FULLY_CONNECTED",
+        "LSTM": "FULLY_CONNECTED", "SVDF": "FULLY_CONNECTED",
         "EMBEDDING_LOOKUP": "GATHER", "Convolution2DTransposeBias": "TRANSPOSE_CONV"}
 
 

@@ -200,8 +200,7 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
     Ops that cannot stand alone or run (control flow, custom ops without a kernel) are skipped."""
     from analyzer.latency.features import variant_of
 
-    norm, singles = cut_ops(graph, progress)
-    graph = norm.graph
+    _, graph, singles = cut_ops(graph, progress)
     producers = graph.producers(0)
     best: dict[int, float] = {}
     for _ in range(passes):  # fastest of the passes, as run() does
@@ -219,11 +218,13 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
 
 
 def cut_ops(graph, progress: Callable[[int], None] | None = None):
-    """(the normalised model, [(layer, single-op model)]) for every op of ``graph`` that can
-    stand alone and is not folded at prepare time. Layers are the normalised model's
-    (``Normalized.original_index`` maps them back to the file given)."""
-    from analyzer.latency.extract import Extractor, small_int_tensors
+    """(the normalised model, its graph at run-time shapes, [(layer, single-op model)]) for
+    every op of ``graph`` that can stand alone and is not folded at prepare time. Layers are
+    the normalised model's (``Normalized.original_index`` maps them back to the file given);
+    tensors whose shapes the model computes while it runs take the shapes of one run."""
+    from analyzer.latency.extract import Extractor
     from analyzer.latency.features import constant_folded
+    from analyzer.latency.runtime_shapes import RuntimeRun, run_once, with_shapes
     from analyzer.readers.normalize import normalize
     from analyzer.simulation.rewrite import inline_buffers, unpack
 
@@ -231,12 +232,13 @@ def cut_ops(graph, progress: Callable[[int], None] | None = None):
     graph = norm.graph
     model = graph.model_bytes()
     try:
-        shapes = small_int_tensors(graph, model)
+        run = run_once(graph, model)
     except (RuntimeError, ValueError):
-        shapes = {}
+        run = RuntimeRun()
+    graph = with_shapes(graph, run.shapes)
     unpacked = unpack(model)
     inline_buffers(unpacked, model)
-    extractor = Extractor(graph, unpacked, shapes)
+    extractor = Extractor(graph, unpacked, run.values, run.shapes)
     producers = graph.producers(0)
     singles = []
     for layer in graph.main.layers:
@@ -246,4 +248,4 @@ def cut_ops(graph, progress: Callable[[int], None] | None = None):
             single = extractor.single_op(layer)
             if single is not None:
                 singles.append((layer, single))
-    return norm, singles
+    return norm, graph, singles
