@@ -15,7 +15,7 @@ import signal
 import sys
 
 from analyzer import __version__
-from analyzer.errors import AnalyzerError, UsageError
+from analyzer.errors import AnalyzerError, InterpreterError, UsageError
 from analyzer.simulation import interpreter as custom_op_registerers
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -176,11 +176,18 @@ def _run(args: argparse.Namespace) -> int:
     check_outputs([p for p in (args.output, args.graph) if p], protect=args.model)
     settings = _sensitivity_settings(args) if args.data or args.data_fn else None
     report = analyze(args.model, args.target, trust_model=args.trust_model,
-                     convert_timeout=args.convert_timeout)
+                     convert_timeout=args.convert_timeout, verify=True)
+    failed: list[str] = []  # the interpreter failed on the model: the rest of the report is still written
     if settings is not None:
-        report = dataclasses.replace(report, sensitivity=_sensitivity(args, report, settings))
+        try:
+            report = dataclasses.replace(report, sensitivity=_sensitivity(args, report, settings))
+        except InterpreterError as exc:
+            failed.append(str(exc))
     if args.measure_latency or args.predict_latency or args.latency_profile:
-        report = dataclasses.replace(report, latency=_latency(args, report))
+        try:
+            report = dataclasses.replace(report, latency=_latency(args, report))
+        except InterpreterError as exc:
+            failed.append(str(exc))
     text = render(report, args.format)
     graph_text = render_graph(report.graph, args.graph) if args.graph and report.graph else None
     if graph_text is not None:
@@ -192,7 +199,9 @@ def _run(args: argparse.Namespace) -> int:
     findings = _findings(report, args.fail_on)
     for line in findings:
         print(f"analyze: {line}", file=sys.stderr)
-    return EXIT_FINDINGS if findings else EXIT_OK
+    for line in failed:
+        print(f"analyze: error: {line} (the rest of the report was written)", file=sys.stderr)
+    return EXIT_BAD_INPUT if failed else EXIT_FINDINGS if findings else EXIT_OK
 
 
 def _sensitivity_settings(args: argparse.Namespace):
@@ -239,13 +248,11 @@ def _sensitivity(args: argparse.Namespace, report, settings):
 
 
 def _latency(args: argparse.Namespace, report):
-    from analyzer.latency.measure import measure_latency
+    from analyzer.latency.measure import measure_latency_caged
     from analyzer.latency.predict import predict_latency
     from analyzer.latency.predictor import LatencyPredictor
     from analyzer.latency.profile import load as load_profile
     from analyzer.latency.result import LatencyResult
-    from analyzer.progress import progress_bar
-
     if report.graph is None:
         raise UsageError(f"{args.model}: no latency: the model did not convert to a .tflite to time")
     predicted = None
@@ -253,8 +260,8 @@ def _latency(args: argparse.Namespace, report):
         predicted = predict_latency(report.graph, LatencyPredictor(load_profile(args.latency_profile)))
     measured = None
     if args.measure_latency:
-        measured = measure_latency(report.graph, threads=args.threads, runs=args.runs,
-                                   progress=progress_bar("timing ops"))
+        measured = measure_latency_caged(report.graph, threads=args.threads, runs=args.runs,
+                                         progress_label="timing ops")
     return LatencyResult(measured, predicted)
 
 

@@ -60,5 +60,15 @@ def write_atomic(path: str, text: str | bytes) -> None:
             os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        os.unlink(tmp)
+        _discard(tmp)
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+    except BaseException:  # interrupted (SIGINT, SIGTERM): no temporary file left behind
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass

@@ -177,7 +177,8 @@ def analyze_graph(graph: LayerGraph, targets: Sequence[str] | str | None = None,
 
 
 def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = None, *,
-            trust_model: bool = False, convert_timeout: float = DEFAULT_TIMEOUT) -> AnalysisReport:
+            trust_model: bool = False, convert_timeout: float = DEFAULT_TIMEOUT,
+            verify: bool = False) -> AnalysisReport:
     """Read the model at ``path`` and analyze it for ``targets`` (default: all).
 
     A SavedModel directory is analyzed statically, then converted with the real converter
@@ -185,7 +186,9 @@ def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = 
     touches files, the network or Python and ``trust_model`` is false.
 
     Raises the readers' AnalyzerError subclasses for bad input, UsageError for an unknown
-    target, ConversionError if the converter crashes or times out.
+    target, ConversionError if the converter crashes or times out. With ``verify``, a
+    .tflite file is also loaded by LiteRT's own loader (in a child process, while the
+    analysis runs): a file it refuses is a ModelFormatError with its reason.
     """
     names = resolve_targets(targets)  # fail on a bad --target before reading a big model
     path = os.fspath(path)
@@ -194,7 +197,18 @@ def analyze(path: str | os.PathLike[str], targets: Sequence[str] | str | None = 
                               convert_timeout=convert_timeout)
     if keras.match(path):
         return analyze_keras(path, names, trust_model=trust_model, convert_timeout=convert_timeout)
-    return analyze_graph(read(path), names)
+    if not verify or not os.path.isfile(path):
+        return analyze_graph(read(path), names)
+    from analyzer.readers import verify as loader
+
+    check = loader.start(path)
+    try:
+        report = analyze_graph(read(path), names)
+    except BaseException:
+        check.cancel()
+        raise
+    check.result()
+    return report
 
 
 def analyze_keras(path: str, targets: Sequence[str], *, trust_model: bool = False,

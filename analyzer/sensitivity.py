@@ -25,11 +25,11 @@ from analyzer.errors import UsageError
 from analyzer.graph import Layer, LayerGraph
 from analyzer.simulation.cache import ResultCache
 from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice, variants
-from analyzer.simulation.evaluator import Evaluator, Setup, Task, evaluate_all
+from analyzer.simulation.evaluator import CagedEvaluator, Setup, Task, evaluate_all
 from analyzer.simulation.metrics import Score
 from analyzer.simulation.ranges import calibrated, converter_ranges
 from analyzer.simulation.rewrite import Rewriter
-from analyzer.statistics import collect
+from analyzer.statistics import collect_caged
 
 RANGE_METHODS = ("minmax", "percentile")
 
@@ -130,13 +130,13 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
     model that is not float, MetricError for a failing metric function.
     """
     start = time.perf_counter()
-    stats = collect(graph, model, data, percentiles=(round(100 - settings.percentile, 6), settings.percentile),
+    stats = collect_caged(graph, model, data, percentiles=(round(100 - settings.percentile, 6), settings.percentile),
                     seed=seed, custom_ops=settings.custom_ops)
     stats_seconds = time.perf_counter() - start
     setup = Setup(model, graph.info.path, data, activation_ranges(graph, stats, settings), data.labels, metric_fn,
                   batch=settings.batch, threads=max(1, settings.jobs), range_method=_range_id(settings),
                   custom_ops=settings.custom_ops)
-    ev = Evaluator(setup, graph)
+    ev = CagedEvaluator(setup, graph)
     wanted = variants(settings.precisions, settings.sparsity)
     units = {v: [layer.index for layer in graph.main.layers if applicable(ev.rewriter, layer, c)]
              for v, c in wanted.items()}
@@ -171,7 +171,7 @@ def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]],
     return tasks
 
 
-def _layers(graph: LayerGraph, ev: Evaluator, wanted, units, results, baseline: Score,
+def _layers(graph: LayerGraph, ev: CagedEvaluator, wanted, units, results, baseline: Score,
             settings: SensitivitySettings) -> tuple[LayerSensitivity, ...]:
     cost = analyze_cost(graph)
     params = {(c.subgraph, c.index): c for c in cost.layers}

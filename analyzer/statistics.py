@@ -93,3 +93,20 @@ def collect(graph: LayerGraph, model: bytes | str, data: Dataset, *,
         pct = {float(p): float(v) for p, v in zip(percentiles, np.percentile(kept, list(percentiles)))}
         out[t.index] = TensorStats(t.index, t.name, a.lo, a.hi, a.total / a.count, pct, a.n)
     return out
+
+
+def _collect_in_worker(model: bytes | str, path: str, data: Dataset, kwargs: dict) -> dict[int, TensorStats]:
+    from analyzer.readers import read
+    from analyzer.readers.tflite import read_bytes
+
+    graph = read_bytes(model, path) if isinstance(model, bytes) else read(model)
+    return collect(graph, model, data, **kwargs)
+
+
+def collect_caged(graph: LayerGraph, model: bytes | str, data: Dataset, **kwargs) -> dict[int, TensorStats]:
+    """:func:`collect` in a worker process: a model that crashes the interpreter is one line
+    (``InterpreterError``) naming it, not the end of the tool."""
+    from analyzer.simulation.cage import caged
+
+    return caged(graph.info.path, "collecting activation statistics (running the float model on the data)",
+                 _collect_in_worker, model, graph.info.path, data, kwargs)

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     step = _stepper()
     step(f"analyzing {args.model}")
-    report = analyze(args.model, "all", trust_model=args.trust_model, convert_timeout=args.convert_timeout)
+    report = analyze(args.model, "all", trust_model=args.trust_model, convert_timeout=args.convert_timeout,
+                     verify=True)
     if report.graph is None:
         raise UsageError(f"{args.model}: the model did not convert to a .tflite")
     norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature

@@ -42,40 +42,74 @@ class Measured:
                 "notes": list(self.notes)}
 
 
+class _Worker:
+    """The interpreter side of a :class:`Measurer`, in its cage: the float model's outputs on
+    the held-out data, then each written model's metric and time."""
+
+    def __init__(self, float_model: bytes, holdout: Dataset, metric_fn: str | None, custom_ops: tuple[str, ...],
+                 path: str) -> None:
+        self.holdout, self.custom_ops = holdout, custom_ops
+        self.metric = Metric(holdout.labels, metric_fn)
+        self.reference = Runner(read_bytes(float_model, path), holdout, custom_ops=custom_ops).outputs(float_model)
+
+    def metric_of(self, model: bytes) -> float:
+        outputs = Runner(read_bytes(model), self.holdout, custom_ops=self.custom_ops).outputs(model)
+        return self.metric.score(self.reference, outputs).metric
+
+    def runtime_run(self, model: bytes):
+        from analyzer.latency.runtime_shapes import run_once
+
+        return run_once(read_bytes(model), model)
+
+    def latency(self, model: bytes, threads: int) -> tuple[float | None, str | None]:
+        from analyzer.latency.timing import time_model
+
+        try:
+            return time_model(model, threads=threads, min_runs=20, budget_s=0.3,
+                              custom_ops=self.custom_ops).median_us, None
+        except (RuntimeError, ValueError) as exc:
+            return None, f"not timed: {str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+
+
 class Measurer:
-    """Measures written models against the float model on the held-out split."""
+    """Measures written models against the float model on the held-out split. The interpreter
+    runs in a worker process (``analyzer.simulation.cage``): a written model that crashes it
+    is an ``InterpreterError`` for that model, and the next one gets a new worker."""
 
     def __init__(self, float_model: bytes, holdout: Dataset, metric_fn: str | None, predictor=None,
                  threads: int = 1, custom_ops: tuple[str, ...] = (), path: str = "<bytes>") -> None:
-        graph = read_bytes(float_model, path)
+        from analyzer.simulation.cage import Cage
+
         self.holdout = holdout
         self.custom_ops = tuple(custom_ops)
         self.metric = Metric(holdout.labels, metric_fn)
-        self.reference = Runner(graph, holdout, custom_ops=self.custom_ops).outputs(float_model)
+        self.path = path
+        self._cage = Cage(path, _Worker, float_model, holdout, metric_fn, self.custom_ops, path,
+                          what="running the float model on the held-out data")
         self.predictor = predictor
         self.threads = threads
 
-    def metric_of(self, model: bytes, graph=None) -> float:
-        outputs = Runner(graph if graph is not None else read_bytes(model), self.holdout,
-                         custom_ops=self.custom_ops).outputs(model)
-        return self.metric.score(self.reference, outputs).metric
+    def metric_of(self, model: bytes, name: str = "a written model") -> float:
+        return self._cage.call("metric_of", model, what=f"running {name} on the held-out data")
 
     def measure(self, name: str, description: str, model: bytes, *, predicted_bytes: int | None = None,
                 estimated_metric: float | None = None, writers: Mapping[int, str] | None = None) -> Measured:
         from analyzer.latency.predict import predict_latency
-        from analyzer.latency.timing import time_model
+        from analyzer.latency.runtime_shapes import runtime_graph
         from analyzer.report import analyze_graph
 
         graph = read_bytes(model)
+        if self.predictor:  # the shapes a model computes at run time, learned in this measurer's worker
+            runtime_graph(graph, lambda g: self._cage.call("runtime_run", model, what=f"running {name} once"))
         notes: list[str] = []
-        try:
-            latency = time_model(model, threads=self.threads, min_runs=20, budget_s=0.3,
-                                 custom_ops=self.custom_ops).median_us
-        except (RuntimeError, ValueError) as exc:
-            latency = None
-            notes.append(f"not timed: {str(exc).splitlines()[0]}")
+        latency, why = self._cage.call("latency", model, self.threads, what=f"timing {name}")
+        if why:
+            notes.append(why)
         predicted = predict_latency(graph, self.predictor, with_variants=False).total_us if self.predictor else None
         compat = analyze_graph(graph, list(RUNS_ON)).compatibility
         runs_on = {t.target: t.status for t in compat.targets}
-        return Measured(name, description, len(model), self.metric_of(model, graph), latency, predicted, runs_on,
+        return Measured(name, description, len(model), self.metric_of(model, name), latency, predicted, runs_on,
                         predicted_bytes, estimated_metric, dict(writers or {}), tuple(notes))
+
+    def close(self) -> None:
+        self._cage.close()

@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --data or --data-fn (one of them)")
     settings = search_settings(args)
     check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)
-    report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout)
+    report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout,
+                     verify=True)
     if report.graph is None:
         raise UsageError(f"{args.model}: the model did not convert to a .tflite to search")
     norm = normalize(report.graph)  # older op codes, float16 or sparse weights, no signature

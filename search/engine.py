@@ -26,9 +26,9 @@ from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.cache import ResultCache
 from analyzer.simulation.choices import LayerChoice
-from analyzer.simulation.evaluator import Evaluator, Setup, Task, evaluate_all
+from analyzer.simulation.evaluator import CagedEvaluator, Setup, Task, evaluate_all
 from analyzer.simulation.ranges import calibrated, converter_ranges
-from analyzer.statistics import collect
+from analyzer.statistics import collect_caged
 from search import milp, proxy
 from search.config import PRESETS, CompressionConfig
 from search.space import Space, build_space, uniform
@@ -149,11 +149,11 @@ class _Run:
                  metric_fn: str | None, cache: ResultCache | None, progress, dask=None) -> None:
         self.settings, self.cache, self.progress, self.dask = settings, cache, progress, dask
         self.search_data, self.holdout_data = split(data, settings.holdout, settings.seed)
-        stats = collect(graph, model, self.search_data, seed=settings.seed, custom_ops=settings.custom_ops)
+        stats = collect_caged(graph, model, self.search_data, seed=settings.seed, custom_ops=settings.custom_ops)
         ranges = converter_ranges(graph, calibrated(stats, "minmax", 99.99))
-        self.ev = Evaluator(Setup(model, graph.info.path, self.search_data, ranges, self.search_data.labels, metric_fn,
+        self.ev = CagedEvaluator(Setup(model, graph.info.path, self.search_data, ranges, self.search_data.labels, metric_fn,
                                   threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
-        self.hold = Evaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
+        self.hold = CagedEvaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
                                     metric_fn, threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
         if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
             raise UsageError("--floor-relative is a fraction of the float model's own score, which output SQNR does "
@@ -193,7 +193,7 @@ class _Run:
         if self.progress:
             self.progress(n)
 
-    def run_tasks(self, ev: Evaluator, tasks: list[Task], *, essential: bool = False) -> dict:
+    def run_tasks(self, ev: CagedEvaluator, tasks: list[Task], *, essential: bool = False) -> dict:
         """Evaluate ``tasks``; raises _OutOfTime past the wall-clock budget unless ``essential``
         (each layer at int8 alone is measured whatever the budget)."""
         if self.deadline is not None and time.monotonic() >= self.deadline and self.seen and not essential:

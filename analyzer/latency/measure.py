@@ -93,3 +93,21 @@ def measure_latency(graph: LayerGraph, *, threads: int = 1, runs: int = 20, prog
     if len(graph.subgraphs) > 1:
         notes.append(f"{len(graph.subgraphs) - 1} called subgraph(s): their ops are timed inside their caller only")
     return MeasuredLatency(threads, runs, whole, ops, total, tuple(notes))
+
+
+def _measure_bytes(model: bytes, path: str, threads: int, runs: int, progress_label: str | None) -> MeasuredLatency:
+    from analyzer.progress import progress_bar
+    from analyzer.readers.tflite import read_bytes
+
+    progress = progress_bar(progress_label) if progress_label else None
+    return measure_latency(read_bytes(model, path), threads=threads, runs=runs, progress=progress)
+
+
+def measure_latency_caged(graph: LayerGraph, *, threads: int = 1, runs: int = 20,
+                          progress_label: str | None = None) -> MeasuredLatency:
+    """:func:`measure_latency` in a worker process (``analyzer.simulation.cage``): a model
+    that crashes the interpreter raises InterpreterError naming it; the tool goes on."""
+    from analyzer.simulation.cage import caged
+
+    return caged(graph.info.path, "timing the model and its ops", _measure_bytes, graph.model_bytes(),
+                 graph.info.path, threads, runs, progress_label)

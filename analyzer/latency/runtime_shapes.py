@@ -13,6 +13,7 @@ models bake in as constants); shape arithmetic does not depend on the input valu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,30 +87,50 @@ def with_shapes(graph: LayerGraph, shapes: dict[int, tuple[int, ...]]) -> LayerG
                       graph.signatures, data_source=graph._data)
 
 
+def _run_bytes(model: bytes, path: str) -> RuntimeRun:
+    from analyzer.readers.tflite import read_bytes
+
+    return run_once(read_bytes(model, path), model)
+
+
+def caged_run(graph: LayerGraph) -> RuntimeRun:
+    """:func:`run_once` in a worker process (``analyzer.simulation.cage``): a model that
+    crashes the interpreter raises InterpreterError instead of taking the tool down."""
+    from analyzer.simulation.cage import caged
+
+    return caged(graph.info.path, "running the model once to learn the shapes it computes", _run_bytes,
+                 graph.model_bytes(), graph.info.path)
+
+
 _CACHE: dict[int, tuple[LayerGraph, LayerGraph, str | None]] = {}
 
 
-def runtime_graph(graph: LayerGraph) -> tuple[LayerGraph, str | None]:
+def runtime_graph(graph: LayerGraph, run: Callable[[LayerGraph], RuntimeRun] | None = None
+                  ) -> tuple[LayerGraph, str | None]:
     """``graph`` with the shapes its tensors take at run time, and a note saying so (or why
-    they could not be had); the graph itself when its shapes are all in the file. Cached per
-    graph object for the life of the process."""
+    they could not be had); the graph itself when its shapes are all in the file. ``run``
+    runs the model (default: :func:`caged_run`). Cached per graph object for the life of
+    the process (the resolved graph counts as resolved)."""
+    from analyzer.errors import InterpreterError
+
     hit = _CACHE.get(id(graph))
     if hit is not None and hit[0] is graph:
         return hit[1], hit[2]
     out, note = graph, None
     if computes_shapes(graph):
         try:
-            run = run_once(graph)
-        except (RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            result = (run or caged_run)(graph)
+        except (RuntimeError, ValueError, InterpreterError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             note = f"the model computes tensor shapes at run time and could not be run to learn them ({first}): " \
                    "latencies use the shapes stored in the file"
         else:
-            if run.shapes:
-                out = with_shapes(graph, run.shapes)
-                note = (f"the model computes tensor shapes at run time: {len(run.shapes)} tensor(s) take other shapes "
-                        "than the file's, and latencies use the shapes of a run")
+            if result.shapes:
+                out = with_shapes(graph, result.shapes)
+                note = (f"the model computes tensor shapes at run time: {len(result.shapes)} tensor(s) take other "
+                        "shapes than the file's, and latencies use the shapes of a run")
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[id(graph)] = (graph, out, note)
+    _CACHE[id(out)] = (out, out, note)
     return out, note

@@ -17,6 +17,8 @@ model:
   subgraph's inputs and outputs (named after their tensors), which the writers need.
 - **Unique tensor names.** ai-edge-quantizer keys tensors by name; control-flow bodies often
   repeat names (``arg0``), so repeats get a suffix.
+- **Names in UTF-8.** Names that are not UTF-8 are escaped (``\\xaf``); the interpreter's
+  Python API cannot return them.
 - **Weights inside the flatbuffer.** Buffers stored after it (offset/size) are brought in.
 
 Unused tensors and buffers are dropped so the normalised model's size is that of the float
@@ -79,6 +81,9 @@ def normalize(graph: LayerGraph) -> Normalized:
     folded = _fold_decoders(model, graph, origin)
     if folded:
         changes.append(folded)
+    escaped = _utf8_names(model)
+    if escaped:
+        changes.append(f"{escaped} names that are not UTF-8 escaped (the interpreter cannot return them)")
     renamed = _unique_tensor_names(model)
     if renamed:
         changes.append(f"{renamed} tensors renamed so every tensor name is unique (ai-edge-quantizer needs it)")
@@ -182,27 +187,63 @@ def _set_constant(model: fb.ModelT, t: fb.TensorT, values: np.ndarray) -> None:
 
 def _densified(graph: LayerGraph) -> dict[tuple[int, int], np.ndarray]:
     """The output of every DENSIFY op of a constant, as the interpreter computes it (one run
-    on zero inputs, every tensor kept)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from analyzer.simulation.runner import quiet_native_stderr
+    on zero inputs, every tensor kept), in a worker process (``analyzer.simulation.cage``)."""
+    from analyzer.errors import InterpreterError
+    from analyzer.simulation.cage import caged
 
     wanted = [(la.subgraph, la.outputs[0]) for la in graph.layers() if la.op == "DENSIFY"]
     if any(s != 0 for s, _ in wanted):
         raise UnsupportedModelError(f"{graph.info.path}: sparse weights outside the main subgraph cannot be decoded")
     try:
-        with quiet_native_stderr():
-            it = Interpreter(model_content=graph.model_bytes(), num_threads=1,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                             experimental_preserve_all_tensors=True)
-            it.allocate_tensors()
-            for d in it.get_input_details():
-                it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-            it.invoke()
-        return {(0, t): np.array(it.get_tensor(t)) for _, t in wanted}
-    except (RuntimeError, ValueError) as exc:
+        values = caged(graph.info.path, "decoding sparse weights (DENSIFY)", _densify_run, graph.model_bytes(),
+                       [t for _, t in wanted])
+    except InterpreterError as exc:
         raise UnsupportedModelError(f"{graph.info.path}: sparse weights (DENSIFY) are decoded by running the model, "
-                                    f"which the LiteRT interpreter refused: {str(exc).splitlines()[0]}") from None
+                                    f"which failed: {str(exc).partition(': ')[2] or exc}") from None
+    return {(0, t): v for t, v in values.items()}
+
+
+def _densify_run(model: bytes, tensors: list[int]) -> dict[int, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from analyzer.simulation.runner import quiet_native_stderr
+
+    with quiet_native_stderr():
+        it = Interpreter(model_content=model, num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                         experimental_preserve_all_tensors=True)
+        it.allocate_tensors()
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        it.invoke()
+    return {t: np.array(it.get_tensor(t)) for t in tensors}
+
+
+def _escaped(name) -> tuple[bytes | None, bool]:
+    if not isinstance(name, bytes):
+        return name, False
+    try:
+        name.decode("utf-8")
+        return name, False
+    except UnicodeDecodeError:
+        return name.decode("utf-8", "backslashreplace").encode("utf-8"), True
+
+
+def _utf8_names(model: fb.ModelT) -> int:
+    """Escape every tensor, subgraph and signature name that is not UTF-8 (``\\xaf``): the
+    interpreter's Python API decodes names and fails on them. Returns how many changed."""
+    count = 0
+    holders = [t for sg in model.subgraphs or [] for t in sg.tensors or []] + list(model.subgraphs or [])
+    for sig in model.signatureDefs or []:
+        holders += [sig] + list(sig.inputs or []) + list(sig.outputs or [])
+    for h in holders:
+        for attr in ("name", "signatureKey"):
+            if hasattr(h, attr):
+                new, changed = _escaped(getattr(h, attr))
+                if changed:
+                    setattr(h, attr, new)
+                    count += 1
+    return count
 
 
 def _unique_tensor_names(model: fb.ModelT) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import flatbuffers
 from ai_edge_litert import schema_py_generated as fb
 
+from analyzer.dtypes import BITS
 from analyzer.errors import InputPathError, ModelFormatError
 from analyzer.graph import (BufferRef, Layer, LayerGraph, ModelInfo, Quantization, Signature,
                             Subgraph, Tensor)
@@ -28,6 +29,8 @@ from analyzer.readers import flex
 from analyzer.readers.layer_names import recover_layer_names
 
 FILE_IDENTIFIER = b"TFL3"
+MAX_CALL_DEPTH = 64  # control-flow subgraphs calling subgraphs
+MAX_TENSOR_BYTES = 2 ** 40  # one tensor of a TiB: no device holds it; the shape is damaged
 FORMAT = "tflite"
 
 
@@ -165,6 +168,7 @@ class _Reader:
             raise self.fail("the model has no subgraphs")
         subgraphs = tuple(self.read_subgraph(model.Subgraphs(i), i, opcodes, buffers, n_sg)
                           for i in range(n_sg))
+        self.check_calls(subgraphs)
         signatures = self.read_signatures(model, subgraphs)
         info = ModelInfo(
             path=self.path, format=FORMAT, size_bytes=self.size, schema_version=model.Version(),
@@ -237,6 +241,31 @@ class _Reader:
         layers = tuple(Layer(name=name, fused=fused, **fields) for fields, (name, fused) in zip(raw, names))
         return Subgraph(index, _text(sg.Name()), tensors, layers, inputs, outputs)
 
+    def check_calls(self, subgraphs: tuple[Subgraph, ...]) -> None:
+        """Control flow (WHILE, IF, CALL_ONCE...) may not call the main subgraph, a subgraph
+        that calls back into itself, or nest deeper than MAX_CALL_DEPTH: the runtime would
+        recurse until its stack runs out."""
+        calls = {sg.index: sorted({c for layer in sg.layers for c in layer.called_subgraphs}) for sg in subgraphs}
+        state: dict[int, int] = {}  # 1 on the current path, 2 done
+
+        def visit(s: int, path: list[int]) -> int:
+            if len(path) > MAX_CALL_DEPTH:
+                raise self.fail(f"subgraph calls nest deeper than {MAX_CALL_DEPTH} "
+                                f"({' -> '.join(map(str, path[:6]))} ...)")
+            state[s] = 1
+            depth = 0
+            for c in calls.get(s, ()):
+                if c == 0 or state.get(c) == 1:
+                    loop = path[path.index(c):] + [c] if c in path else path + [c]
+                    raise self.fail(f"subgraph {path[-1]} calls subgraph {c}, which is already running "
+                                    f"(a cycle: {' -> '.join(map(str, loop))})")
+                if state.get(c) != 2:
+                    depth = max(depth, visit(c, path + [c]))
+            state[s] = 2
+            return depth + 1
+
+        visit(0, [0])
+
     def check_dataflow(self, sg: int, tensors: tuple[Tensor, ...], inputs: tuple[int, ...],
                        ops: list[dict[str, Any]]) -> None:
         """No op may read a tensor that a later op writes (a cycle, which would make
@@ -259,6 +288,12 @@ class _Reader:
         if any(d < 0 for d in shape):
             raise self.fail(f"subgraph {sg} tensor {i} has a negative dimension in shape {list(shape)} "
                             "(-1 belongs in shape_signature)")
+        elements = 1
+        for d in shape:
+            elements *= d
+        if elements * max(BITS.get(dtype, 8), 8) // 8 > MAX_TENSOR_BYTES:
+            raise self.fail(f"subgraph {sg} tensor {i} has shape {list(shape)}: {elements:.3g} elements of {dtype}, "
+                            f"more than {MAX_TENSOR_BYTES // 2 ** 40} TiB (a damaged shape?)")
         sig = _ints(t.ShapeSignatureAsNumpy())
         b = t.Buffer()
         self.index(b, len(buffers), "buffer", f"subgraph {sg} tensor {i}") if b else None
@@ -450,7 +485,8 @@ def _model_metadata_strings(raw: bytes) -> dict[str, str]:
 
 
 def _text(b: bytes | None) -> str:
-    return b.decode("utf-8", "replace") if b else ""
+    """A name or string of the file; bytes that are not UTF-8 are shown escaped (``\\xaf``)."""
+    return b.decode("utf-8", "backslashreplace") if b else ""
 
 
 def _ints(arr: Any) -> Any:

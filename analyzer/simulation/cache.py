@@ -25,27 +25,72 @@ def digest(*parts: bytes | str) -> str:
 
 
 class ResultCache:
-    """``get(key)`` / ``put(key, value)`` of JSON-able results; ``path=None`` keeps nothing."""
+    """``get(key)`` / ``put(key, value)`` of JSON-able results; ``path=None`` keeps nothing.
+
+    SQLite keeps every write whole (a run killed mid-write loses that entry, not the file).
+    A damaged cache is never fatal: an entry that does not parse is dropped and recomputed,
+    and a file that is not a database is moved aside (``evaluations.sqlite.damaged``) and
+    started afresh; a cache that cannot be opened at all is not used."""
 
     def __init__(self, directory: str | None) -> None:
         self.path = os.path.join(directory, "evaluations.sqlite") if directory else None
         self._db: sqlite3.Connection | None = None
         if self.path:
-            os.makedirs(directory, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30)
-            self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            try:
+                os.makedirs(directory, exist_ok=True)
+                self._db = self._open()
+            except sqlite3.DatabaseError:
+                self._db = self._fresh()
+            except OSError:
+                self._db = None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("SELECT count(*) FROM results").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _fresh(self) -> sqlite3.Connection | None:
+        try:
+            os.replace(self.path, self.path + ".damaged")
+            return self._open()
+        except (OSError, sqlite3.DatabaseError):
+            return None
 
     def get(self, key: str) -> Any | None:
         if self._db is None:
             return None
-        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        try:
+            row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError:
+            self._db.close()
+            self._db = self._fresh()
+            return None
+        if not row:
+            return None
+        try:
+            value = json.loads(row[0])
+        except (ValueError, TypeError):
+            value = None
+        if not isinstance(value, dict):  # every result is a JSON object: anything else is damage
+            with self._db:
+                self._db.execute("DELETE FROM results WHERE key = ?", (key,))
+            return None
+        return value
 
     def put(self, key: str, value: Any) -> None:
         if self._db is None:
             return
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, json.dumps(value)))
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, json.dumps(value)))
+        except sqlite3.DatabaseError:
+            self._db.close()
+            self._db = self._fresh()
 
     def close(self) -> None:
         if self._db is not None:

@@ -13,6 +13,7 @@ import math
 import multiprocessing
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -110,6 +111,49 @@ class Evaluator:
         return result
 
 
+def describe(task: Task, graph: LayerGraph) -> str:
+    """What an evaluation runs, for a message: the layer and precision of a one-layer config."""
+    layers = graph.main.layers
+    if len(task.config) == 1:
+        (i, choice), = task.config.items()
+        op = layers[i].op if 0 <= i < len(layers) else "?"
+        what = [f"{choice.weights} weights"] if choice.touches_weights else []
+        what += [f"{choice.activations} activations"] if choice.touches_activations else []
+        what += [f"{choice.sparsity:.0%} sparse"] if choice.sparsity else []
+        return f"running the model with layer {i} ({op}) at {', '.join(what) or 'float'}"
+    if not task.config:
+        return "running the float model"
+    return f"running the model with {len(task.config)} layers compressed"
+
+
+class CagedEvaluator:
+    """An :class:`Evaluator` whose interpreter runs happen in a worker process (a
+    :class:`~analyzer.simulation.cage.Cage`): a model that crashes the interpreter is one
+    line naming it and what was run, never the end of the tool. The rewriter and the metric
+    live here too (they run no native code) for the callers that read them."""
+
+    def __init__(self, setup: Setup, graph: LayerGraph | None = None) -> None:
+        from analyzer.simulation.cage import Cage
+
+        self.setup = setup
+        self.graph = graph if graph is not None else read_bytes(setup.model, setup.path)
+        self.rewriter = Rewriter(setup.model, self.graph, setup.ranges)
+        self.metric = Metric(setup.metric_labels, setup.metric_fn)
+        self._cage = Cage(setup.path, Evaluator, replace(setup, ranges=dict(setup.ranges)),
+                          what="running the float model on the data")
+        self._baseline = self._cage.call("baseline", what="running the float model on the data")
+
+    def baseline(self) -> Score:
+        return self._baseline
+
+    def run(self, task: Task) -> dict:
+        portable = replace(task, config=dict(task.config), probe=tuple(task.probe))  # read-only views do not pickle
+        return self._cage.call("run", portable, what=describe(task, self.graph))
+
+    def close(self) -> None:
+        self._cage.close()
+
+
 _WORKER: Evaluator | None = None
 
 
@@ -191,14 +235,23 @@ def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, 
             done(task.key, evaluator.run(task))
         return results, cached
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(evaluator.setup,)) as pool:
-        futures = [pool.submit(_run_in_worker, task) for task, _ in todo]
-        try:
-            for fut in as_completed(futures):
-                done(*fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(evaluator.setup,)) as pool:
+            futures = [pool.submit(_run_in_worker, task) for task, _ in todo]
+            try:
+                for fut in as_completed(futures):
+                    done(*fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    except BrokenProcessPool:  # a worker died in native code: find which task, one at a time, in the cage
+        for task, _ in todo:
+            if task.key not in results:
+                done(task.key, evaluator.run(task))
+    except (RuntimeError, ValueError, UnicodeDecodeError) as exc:  # the interpreter refused a model in a worker
+        from analyzer.simulation.cage import as_model_error
+
+        raise as_model_error(exc, evaluator.setup.path, "evaluating the model") from None
     return results, cached

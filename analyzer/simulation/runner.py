@@ -28,6 +28,7 @@ def require_runnable(graph: LayerGraph, custom_ops: tuple[str, ...] = ()) -> Non
     from analyzer.compatibility import analyze_compatibility
     from analyzer.errors import UnsupportedModelError
 
+    require_memory(graph)
     (cpu,) = analyze_compatibility(graph, ["cpu"]).targets
     if cpu.ok:
         return
@@ -51,6 +52,45 @@ def require_runnable(graph: LayerGraph, custom_ops: tuple[str, ...] = ()) -> Non
         "kernel; the static analysis, `analyze` without --data, still works)")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def require_memory(graph: LayerGraph, batch: int = 1) -> None:
+    """Raise UnsupportedModelError when the model's activations alone (the peak of tensors
+    alive at once, at ``batch`` samples per invoke) need more memory than this machine has
+    free: running it would end in the out-of-memory killer, not in an answer."""
+    from analyzer.cost import peak_activation_memory
+    from analyzer.errors import UnsupportedModelError
+
+    free = available_memory()
+    peak = peak_activation_memory(graph)
+    need = peak.bytes * max(1, batch)
+    if free is not None and need > 0.8 * free:
+        raise UnsupportedModelError(
+            f"{graph.info.path}: running the model needs {_size(need)} for activations (at layer "
+            f"{peak.at_layer}), more than this machine's {_size(free)} free: not run")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 class Runner:
     """Runs models built from ``graph`` over ``data``. ``delegates=False`` keeps XNNPACK out
     (needed to read intermediate tensors); ``threads`` is the interpreter's thread count."""
@@ -66,6 +106,12 @@ class Runner:
         dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs) and all(
             i.batched for i in self.inputs)
         self.batch = max(1, min(batch, len(data))) if dynamic else 1
+        if self.batch > 1:  # large activations: fewer samples per invoke, so a batch fits in a quarter of memory
+            from analyzer.cost import peak_activation_memory
+
+            per, free = peak_activation_memory(graph).bytes, available_memory()
+            if per and free:
+                self.batch = max(1, min(self.batch, int(0.25 * free // per)))
 
     @staticmethod
     def _batch_dim(t) -> int:

@@ -1,0 +1,238 @@
+"""Reliability (issue 15): the interpreter in a cage, one judge of validity, names that are
+not UTF-8, and a quick seeded fuzzing run of the reading and evaluation paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as fb
+
+from analyzer.errors import InterpreterError, ModelFormatError
+from analyzer.readers import read
+from analyzer.readers.verify import Verification
+from analyzer.simulation.cage import Cage, InterpreterCrash, caged
+from analyzer.simulation.rewrite import pack, unpack
+from tests.test_cli_sensitivity import run as run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _kill_self(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def _sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+def _fail(text: str) -> None:
+    raise RuntimeError(text)
+
+
+def _bug() -> None:
+    raise TypeError("a bug of this tool")
+
+
+class _Counter:
+    def __init__(self, start: int) -> None:
+        self.n = start
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def die(self) -> None:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@pytest.mark.parametrize("sig, name", [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGABRT, "SIGABRT"),
+                                       (signal.SIGKILL, "SIGKILL")])
+def test_a_crash_in_the_cage_is_one_line_naming_the_model_and_what_ran(sig, name):
+    with pytest.raises(InterpreterCrash) as info:
+        caged("m.tflite", "running layer 3 (CONV_2D)", _kill_self, sig)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("m.tflite:") and name in text and "layer 3 (CONV_2D)" in text
+
+
+def test_the_cage_keeps_state_restarts_after_a_crash_and_stops_a_run_that_never_ends():
+    with Cage("m.tflite", _Counter, 10, what="starting") as cage:
+        assert cage.call("add", 5, what="adding") == 15
+        with pytest.raises(InterpreterCrash, match="SIGSEGV"):
+            cage.call("die", what="dying")
+        assert cage.call("add", 1, what="adding") == 11  # a new worker, built again
+    with pytest.raises(InterpreterError, match="failed while parsing: the op said no"):
+        caged("m.tflite", "parsing", _fail, "the op said no\nsecond line")
+    with pytest.raises(TypeError, match="a bug of this tool"):  # a bug stays a bug (exit 3), not the model's fault
+        caged("m.tflite", "parsing", _bug)
+    start = time.monotonic()
+    with pytest.raises(InterpreterCrash, match="did not finish in 2 s"):
+        caged("m.tflite", "running a WHILE loop", _sleep, 60, limit=2)
+    assert time.monotonic() - start < 30
+
+
+def test_analyze_data_survives_an_interpreter_that_aborts_and_keeps_the_rest_of_the_report(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    out = tmp_path / "report.json"
+    code, _, err = run_cli(models["float_cnn"], "--data", tmp_path / "x.npz", "--precisions", "int8", "--local-only",
+                           "--no-cache", "--custom-ops", "tests.crashing_ops:abort", "--format", "json",
+                           "--output", out)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "float_cnn.tflite" in lines[0] and "SIGABRT" in lines[0] and "Traceback" not in err
+    report = json.loads(out.read_text())  # the static analysis is still there
+    assert report["layers"] and report["compatibility"] and report["sensitivity"] is None
+
+
+def _mutant(data: bytes, seed: int) -> bytes:
+    import fuzz
+
+    return fuzz.mutate(data, random.Random(seed))[0]
+
+
+def test_what_the_reader_accepts_litert_loads_or_the_reader_says_why(models, tmp_path):
+    """Mutants the Python reader accepts but LiteRT's loader refuses are a ModelFormatError
+    naming the file and LiteRT's reason, before any work starts."""
+    from analyzer.errors import AnalyzerError
+
+    data = Path(models["float_cnn"]).read_bytes()
+    refused = 0
+    for seed in range(120):
+        path = tmp_path / f"m{seed}.tflite"
+        path.write_bytes(_mutant(data, seed))
+        try:
+            read(str(path))
+        except AnalyzerError:
+            continue
+        check = Verification(str(path))
+        try:
+            check.result()
+        except ModelFormatError as exc:
+            refused += 1
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc) and "LiteRT" in str(exc)
+    assert refused > 0
+    Verification(str(models["float_cnn"])).result()  # the model itself loads
+    Verification(str(models["custom_op"])).result()  # a custom op without a kernel is not a format error
+
+
+def test_names_that_are_not_utf8_are_escaped_never_fatal(models, tmp_path):
+    m = unpack(Path(models["float_cnn"]).read_bytes())
+    sg = m.subgraphs[0]
+    conv_out = sg.operators[0].outputs[0]
+    sg.tensors[conv_out].name = b"conv\xaf\xff"
+    sg.tensors[sg.outputs[0]].name = b"scores\xaf"  # the interpreter's API returns output names
+    path = tmp_path / "latin.tflite"
+    path.write_bytes(pack(m))
+    graph = read(str(path))
+    assert graph.main.tensors[conv_out].name == "conv\\xaf\\xff"
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    code, out, err = run_cli(path, "--data", tmp_path / "x.npz", "--precisions", "int8", "--local-only",
+                             "--no-cache", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    first = next(la for la in report["sensitivity"]["layers"] if la["index"] == 0)
+    assert first["local"]["int8"]["sqnr_db"] > 10  # measured through the escaped tensor
+    assert json.dumps("conv\\xaf\\xff") in out  # the tensor's name, escaped, in the report
+
+
+def test_quick_seeded_fuzzing_finds_no_crash_hang_or_noisy_rejection(tmp_path):
+    import argparse
+
+    import fuzz
+
+    args = argparse.Namespace(seed=1, mutants=300, accepted=6, commands="data", timeout=60.0, jobs=2, corpus=None,
+                              save=str(tmp_path / "crashes"), quick=True, json=None)
+    counts = fuzz.fuzz(args)
+    for command, c in counts.items():
+        assert not (c.get("crash") or c.get("hang") or c.get("noisy")), (command, c, sorted(os.listdir(tmp_path)))
+    assert counts["analyze"].get("rejected", 0) > 0 and counts["analyze"].get("ok", 0) > 0
+    assert sum(counts["data"].values()) == 6
+
+
+def _write(model, path: Path) -> Path:
+    path.write_bytes(pack(model))
+    return path
+
+
+def test_subgraph_calls_that_cycle_or_call_the_main_graph_are_refused(models, tmp_path):
+    m = unpack(Path(models["control_flow"]).read_bytes())
+    whiles = [(s, op) for s, sg in enumerate(m.subgraphs) for op in sg.operators
+              if m.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.WHILE
+              or m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode == fb.BuiltinOperator.WHILE]
+    (s, op), = whiles
+    body = op.builtinOptions.bodySubgraphIndex
+    op.builtinOptions.bodySubgraphIndex = 0  # the loop's body is the model itself
+    path = _write(m, tmp_path / "calls_main.tflite")
+    with pytest.raises(ModelFormatError, match=r"calls subgraph 0, which is already running"):
+        read(str(path))
+    code, _, err = run_cli(path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cycle" in err
+    op.builtinOptions.bodySubgraphIndex = body
+    read(str(_write(m, tmp_path / "fine.tflite")))  # as converted: fine
+
+
+def test_a_shape_no_device_can_hold_is_refused_with_the_tensor_named(models, tmp_path):
+    m = unpack(Path(models["float_cnn"]).read_bytes())
+    t = m.subgraphs[0].operators[0].outputs[0]
+    m.subgraphs[0].tensors[t].shape = np.array([1 << 20, 1 << 20, 1 << 10, 8], np.int32)
+    with pytest.raises(ModelFormatError, match=rf"tensor {t} has shape \[1048576, 1048576, 1024, 8\]"):
+        read(str(_write(m, tmp_path / "huge.tflite")))
+
+
+def test_activations_beyond_the_machines_memory_are_not_run(models, tmp_path, monkeypatch):
+    from analyzer.errors import UnsupportedModelError
+    from analyzer.simulation import runner
+
+    graph = read(models["float_cnn"])
+    runner.require_memory(graph)  # a small model fits
+    monkeypatch.setattr(runner, "available_memory", lambda: 16 * 1024)  # a machine with 16 KiB free
+    with pytest.raises(UnsupportedModelError, match=r"needs \d+\.\d KiB for activations .* 16\.0 KiB free: not run"):
+        runner.require_memory(graph)
+
+
+def test_a_damaged_result_cache_is_detected_and_recomputed(tmp_path):
+    import sqlite3
+
+    from analyzer.simulation.cache import ResultCache
+
+    cache = ResultCache(str(tmp_path))
+    cache.put("a", {"metric": 1.0})
+    cache.put("b", {"metric": 2.0})
+    with sqlite3.connect(tmp_path / "evaluations.sqlite") as db:
+        db.execute("UPDATE results SET value = ? WHERE key = 'a'", ('{"metric": 1.',))  # a torn entry
+    assert cache.get("a") is None and cache.get("b") == {"metric": 2.0}
+    cache.put("a", {"metric": 1.5})
+    assert cache.get("a") == {"metric": 1.5}
+    cache.close()
+    (tmp_path / "evaluations.sqlite").write_bytes(b"\x00garbage, not a database" * 100)
+    cache = ResultCache(str(tmp_path))
+    assert cache.get("b") is None  # started afresh; the damaged file is kept aside
+    cache.put("b", {"metric": 3.0})
+    assert cache.get("b") == {"metric": 3.0} and (tmp_path / "evaluations.sqlite.damaged").exists()
+    cache.close()
+
+
+def test_an_interrupted_write_leaves_no_temporary_file_and_the_old_output_intact(tmp_path, monkeypatch):
+    from analyzer import output
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(output.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        output.write_atomic(str(target), "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
