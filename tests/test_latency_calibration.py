@@ -326,3 +326,32 @@ def test_recurrent_ops_stand_alone_with_their_state_and_cost_per_time_step(model
                "out_hw": 20.0}
     assert _stepped(fc_model, lstm.op, doubled) == pytest.approx(2 * _stepped(fc_model, lstm.op, f), rel=1e-6)
     assert predictor.predict(lstm.op, "float32", f).method.startswith("like:FULLY_CONNECTED")
+
+
+def test_whole_model_records_scale_every_op_by_the_context_factor(models, small_profile, tmp_path):
+    from analyzer.latency.predictor import context_factor
+    from analyzer.latency.sweep import model_timings
+
+    graph = read(models["float_cnn"])
+    samples, record = model_timings(graph, "float_cnn", budget_s=0.003)
+    assert samples and record["model"] == "float_cnn" and record["whole_us"] > 0 and record["ops_us"] > 0
+    assert record["ops"] <= len(graph.main.layers)
+    doc = json.loads(small_profile.read_text())
+    ov = doc["invoke_overhead_us"]
+    # six models whose whole time is 1.25x the sum of their ops alone (overhead paid once)
+    doc["models"] = [{"model": f"m{i}", "whole_us": 1.25 * (100.0 * (i + 1)) + ov,
+                      "ops_us": 100.0 * (i + 1) + 10 * ov, "ops": 10} for i in range(6)]
+    doc["models"][0]["whole_us"] = 1e6  # one outlier: the median does not care
+    path = tmp_path / "with_context.json"
+    path.write_text(json.dumps(doc))
+    prof = load(str(path), automatic=False)
+    with_context = LatencyPredictor(prof)
+    assert context_factor(prof) == (pytest.approx(1.25, rel=1e-3), 6)
+    assert with_context.context == pytest.approx(1.25, rel=1e-3)
+    assert LatencyPredictor(prof, exclude_models=("m0", "m1")).context_models == 4
+    assert LatencyPredictor(prof, exclude_models=("m0", "m1")).context == 1.0  # too few left
+    plain = LatencyPredictor(load(str(small_profile), automatic=False))
+    a = predict_latency(graph, with_context, with_variants=False)
+    b = predict_latency(graph, plain, with_variants=False)
+    assert a.total_us - ov == pytest.approx(1.25 * (b.total_us - ov), rel=1e-3)
+    assert any("1.25x their time alone" in n for n in a.notes)

@@ -171,7 +171,8 @@ def quick(reference: Profile, *, threads: int = 1, budget_s: float = BUDGET_S,
     device["memory_gbps"] = memory_gbps()
     ref_name = os.path.basename(reference.path)
     doc = make(samples, threads=threads, xnnpack=reference.xnnpack, device=device,
-               source=f"analyze calibrate-latency --quick: {ref_name} rescaled by {len(timed)} anchor ops")
+               source=f"analyze calibrate-latency --quick: {ref_name} rescaled by {len(timed)} anchor ops",
+               models=[dict(m) for m in reference.models])  # whole over ops alone: a ratio, kept as it is
     doc["invoke_overhead_us"] = round(reference.invoke_overhead_us * math.exp(rescale.log_ratio("RESHAPE", "float32", 1.0)), 3)
     doc["reference"] = {"path": ref_name, "device": reference.device.get("name"), "created": reference.created}
     facts = {"anchors": len(timed), "planned": len(chosen), "seconds": round(time.perf_counter() - start, 1),

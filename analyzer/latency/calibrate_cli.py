@@ -69,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     tick = progress_bar("latency sweep")(len(specs), 0) if specs else None
     samples = list(run(specs, threads=args.threads, passes=args.passes, progress=tick))
-    added = []
+    added, records = [], []
     for m in args.add_models:
-        got, err = sliced(m, args.threads, args.passes)
+        (got, record), err = sliced(m, args.threads, args.passes)
         if err:
             print(f"{m}: not added ({err})", file=sys.stderr)
         added.extend(got)
+        records.extend([record] if record else [])
     device = machine()
     device["memory_gbps"] = memory_gbps()
     if args.name:
@@ -86,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if base is not None:
         kept = [x for x in base.samples if (not variants or x["variant"] not in variants or "model" in x)
                 and x.get("model") not in names]
-        doc = make(kept + samples + added, threads=base.threads, device=base.device, source=f"{base.source}; {source} --merge")
+        kept_models = [r for r in base.models if r["model"] not in names]
+        doc = make(kept + samples + added, threads=base.threads, device=base.device,
+                   source=f"{base.source}; {source} --merge", models=kept_models + records)
     else:
-        doc = make(samples + added, threads=args.threads, device=device, source=source)
+        doc = make(samples + added, threads=args.threads, device=device, source=source, models=records)
     write_atomic(args.out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
     print(f"wrote {args.out}: {len(samples)} single-op timings and {len(added)} ops of {len(names)} model(s) in "
           f"{time.perf_counter() - start:.0f} s ({device['name']}, {args.threads} thread(s))", file=sys.stderr)
@@ -131,9 +134,10 @@ def check_input(path: str) -> None:
         raise UsageError(f"{path}: no such model file")
 
 
-def sliced(path: str, threads: int, passes: int = 1) -> tuple[list[dict], str | None]:
-    """The op samples of one model, cut and timed in a child process (a crash in native code
-    loses that model only): (samples, None) or ([], why)."""
+def sliced(path: str, threads: int, passes: int = 1) -> tuple[tuple[list[dict], dict | None], str | None]:
+    """The op samples and the whole-model record of one model, cut and timed in a child
+    process (a crash in native code loses that model only): ((samples, record), None) or
+    (([], None), why)."""
     import concurrent.futures
     import multiprocessing
 
@@ -142,14 +146,13 @@ def sliced(path: str, threads: int, passes: int = 1) -> tuple[list[dict], str | 
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
             return pool.submit(_slice_worker, path, threads, passes).result(), None
     except concurrent.futures.process.BrokenProcessPool:
-        return [], "the interpreter crashed"
+        return ([], None), "the interpreter crashed"
     except Exception as exc:  # the model's fault: unreadable, not runnable
-        return [], str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return ([], None), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
-def _slice_worker(path: str, threads: int, passes: int) -> list[dict]:
-    from analyzer.latency.sweep import model_samples
+def _slice_worker(path: str, threads: int, passes: int) -> tuple[list[dict], dict | None]:
+    from analyzer.latency.sweep import model_timings
     from analyzer.readers import read
 
-    return list(model_samples(read(path), os.path.splitext(os.path.basename(path))[0], threads=threads,
-                              passes=passes))
+    return model_timings(read(path), os.path.splitext(os.path.basename(path))[0], threads=threads, passes=passes)

@@ -62,7 +62,7 @@ def layer_latency(predictor: LatencyPredictor, graph: LayerGraph, layer: Layer, 
             return 0.0, "fused", variant or variant_of(graph, layer, producers)
     v = variant or variant_of(graph, layer, producers)
     p = predictor.predict(layer.op, v, op_features(graph, layer, producers))
-    return max(p.latency_us - predictor.profile.invoke_overhead_us, 0.0), p.method, v
+    return max(p.latency_us - predictor.profile.invoke_overhead_us, 0.0) * predictor.context, p.method, v
 
 
 def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_variants: bool = True) -> PredictedLatency:
@@ -81,6 +81,10 @@ def predict_latency(graph: LayerGraph, predictor: LatencyPredictor, *, with_vari
     rows = [LayerLatency(r.index, r.name, r.op, r.variant, r.latency_us, r.method, r.latency_us / total if total else 0,
                          r.variants_us) for r in rows]
     notes = list(predictor.profile.notes)
+    if predictor.context != 1.0:
+        notes.append(f"ops run {predictor.context:.2f}x their time alone in a whole model (the median of "
+                     f"{predictor.context_models} real models timed whole and op by op on the profile's machine): "
+                     "every op is scaled by it")
     if shapes_note:
         notes.append(shapes_note)
     if spilled:

@@ -82,6 +82,7 @@ class LatencyPredictor:
                 self.generic_samples[_activation_class(s["variant"])].append(s)
         self._fitted: dict[tuple[str, str], _KindModel] = {}
         self.macs_per_us, self.elems_per_us = self._roofline(profile.samples)
+        self.context, self.context_models = context_factor(profile, exclude_models)
 
     def has(self, op: str, variant: str) -> bool:
         return len(self.groups.get((op, variant), ())) >= MIN_SAMPLES
@@ -177,6 +178,25 @@ def _stepped(model: _KindModel, op: str, f: dict[str, float]) -> float:
     step = {**f, "macs": f["macs"] / steps, "in_elems": f["in_elems"] / steps, "out_elems": f["out_elems"] / steps,
             "out_hw": 1.0}
     return steps * model.predict(step)
+
+
+MIN_CONTEXT_MODELS = 5
+
+
+def context_factor(profile: Profile, exclude_models=()) -> tuple[float, int]:
+    """(factor, models): how much longer ops take in a whole model than alone, as the median
+    over the profile's whole-model records (real models timed whole and op by op on the
+    profile's machine, less ``exclude_models``) of the whole time over the sum of its ops
+    alone (each less the invoke overhead, which the whole model pays once). 1.0 for imported
+    device profiles (their ops were timed in context) and with fewer than 5 records."""
+    if profile.kind != "cpu":
+        return 1.0, 0
+    ov = profile.invoke_overhead_us
+    ratios = [m["whole_us"] / max(m["ops_us"] - (m["ops"] - 1) * ov, 1e-3) for m in profile.models
+              if m["model"] not in exclude_models and m["ops"] > 0]
+    if len(ratios) < MIN_CONTEXT_MODELS:
+        return 1.0, len(ratios)
+    return min(2.0, max(0.5, median(ratios))), len(ratios)
 
 
 # a weighted op kind without samples costs what the op with the same arithmetic does

@@ -41,6 +41,7 @@ class Profile:
     kind: str = "cpu"  # cpu: timed here (single ops); device: imported per-op tables (ops in context)
     runtime: str | None = None
     notes: tuple[str, ...] = ()  # what a reader of its predictions must know (another machine, ...)
+    models: tuple[dict[str, Any], ...] = ()  # whole-model records: whole_us beside the sum of its ops alone
 
     def summary(self) -> dict[str, Any]:
         return {"path": self.path, "device": self.device.get("name"), "threads": self.threads,
@@ -155,7 +156,7 @@ def differences(device: dict[str, Any], runtime: str | None, here: dict[str, Any
 
 
 def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, source: str = "sweep",
-         device: dict[str, Any] | None = None) -> dict[str, Any]:
+         device: dict[str, Any] | None = None, models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON document of a profile built from ``samples``."""
     tiny = sorted(s["latency_us"] for s in samples if s["op"] in ("RESHAPE", "FULLY_CONNECTED")
                   and s["features"]["out_elems"] <= 4096 and not s["variant"].startswith("int4_"))
@@ -164,7 +165,8 @@ def make(samples: list[dict[str, Any]], *, threads: int, xnnpack: bool = True, s
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "device": device or machine(), "runtime": {"ai-edge-litert": runtime},
             "threads": threads, "xnnpack": xnnpack,
-            "invoke_overhead_us": round(tiny[0], 3) if tiny else 0.0, "samples": samples}
+            "invoke_overhead_us": round(tiny[0], 3) if tiny else 0.0, "samples": samples,
+            "models": list(models or [])}
 
 
 def load(path: str | None = None, *, automatic: bool = True) -> Profile:
@@ -238,9 +240,11 @@ def _read(path: str | None, label: str) -> Profile:
         samples = tuple(_sample(s) for s in doc["samples"])
         device = dict(doc.get("device") or {})
         runtime = (doc.get("runtime") or {}).get("ai-edge-litert")
+        models = tuple({"model": str(m["model"]), "whole_us": float(m["whole_us"]), "ops_us": float(m["ops_us"]),
+                        "ops": int(m["ops"])} for m in doc.get("models") or [])
         return Profile(path or SHIPPED, device, int(doc["threads"]), bool(doc["xnnpack"]),
                        float(doc.get("invoke_overhead_us", 0.0)), samples, str(doc.get("created", "")),
-                       str(doc.get("source", "")), str(doc.get("kind", "cpu")), runtime)
+                       str(doc.get("source", "")), str(doc.get("kind", "cpu")), runtime, models=models)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LatencyProfileError(f"{label}: corrupt latency profile ({type(exc).__name__}: {exc})") from None
 

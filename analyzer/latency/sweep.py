@@ -198,11 +198,23 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
     normalised first (float16 and sparse weights unpacked, as the runtime does at prepare
     time); each sample names the model (``"model": name``) so a benchmark can leave it out.
     Ops that cannot stand alone or run (control flow, custom ops without a kernel) are skipped."""
-    from analyzer.latency.features import variant_of
+    samples, _ = model_timings(graph, name, threads=threads, budget_s=budget_s, passes=passes, progress=progress)
+    yield from samples
 
-    _, graph, singles = cut_ops(graph, progress)
-    producers = graph.producers(0)
+
+def model_timings(graph, name: str, *, threads: int = 1, budget_s: float = 0.03, passes: int = 1,
+                  progress: Callable[[int], None] | None = None) -> tuple[list[dict[str, Any]], dict | None]:
+    """(:func:`model_samples`, the model's whole-model record): the whole model's time beside
+    the sum of its ops alone (those XNNPACK does not fuse away), from which the predictor
+    learns what running in a whole model adds to ops timed alone (``context_factor``). The
+    record is None when the whole model or an op of it does not run here."""
+    from analyzer.latency.context import fused_by_xnnpack
+    from analyzer.latency.features import constant_folded, variant_of
+
+    norm, graph, singles = cut_ops(graph, progress)
+    producers, consumers = graph.producers(0), graph.consumers(0)
     best: dict[int, float] = {}
+    whole = None
     for _ in range(passes):  # fastest of the passes, as run() does
         for layer, single in singles:
             try:
@@ -210,11 +222,22 @@ def model_samples(graph, name: str, *, threads: int = 1, budget_s: float = 0.03,
             except (RuntimeError, ValueError):
                 continue
             best[layer.index] = min(us, best.get(layer.index, us))
-    for layer, _ in singles:
-        if layer.index in best:
-            yield {"op": layer.op, "variant": variant_of(graph, layer, producers),
-                   "features": op_features(graph, layer, producers), "latency_us": round(best[layer.index], 3),
-                   "model": name}
+        try:
+            us = time_model(norm.model, threads=threads, budget_s=max(0.3, 10 * budget_s), warmup=3).median_us
+            whole = us if whole is None else min(whole, us)
+        except (RuntimeError, ValueError):
+            pass
+    samples = [{"op": layer.op, "variant": variant_of(graph, layer, producers),
+                "features": op_features(graph, layer, producers), "latency_us": round(best[layer.index], 3),
+                "model": name} for layer, _ in singles if layer.index in best]
+    counted = [layer for layer, _ in singles if not fused_by_xnnpack(graph, layer, producers, consumers)]
+    record = None
+    every_op = len(singles) == sum(not constant_folded(graph, la, producers) for la in graph.main.layers)
+    if whole is not None and counted and every_op and len(graph.subgraphs) == 1 \
+            and all(la.index in best for la in counted):
+        record = {"model": name, "whole_us": round(whole, 3), "ops_us": round(sum(best[la.index] for la in counted), 3),
+                  "ops": len(counted)}
+    return samples, record
 
 
 def cut_ops(graph, progress: Callable[[int], None] | None = None):
