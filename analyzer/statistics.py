@@ -37,11 +37,16 @@ class TensorStats:
 class _Accumulator:
     def __init__(self, seed: int) -> None:
         self.lo, self.hi, self.total, self.count, self.n = np.inf, -np.inf, 0.0, 0, 0
+        self.nonfinite = 0
         self.kept: list[np.ndarray] = []
         self.rng = np.random.default_rng(seed)
 
     def add(self, a: np.ndarray) -> None:
         flat = a.reshape(-1).astype(np.float64, copy=False)
+        finite = np.isfinite(flat)
+        if not finite.all():  # masks of -inf, or a damaged model's overflow: ranges come from the finite values
+            self.nonfinite += int(flat.size - finite.sum())
+            flat = flat[finite]
         if not flat.size:
             return
         self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))

@@ -153,12 +153,11 @@ def model_data(path: str, folder: Path, samples: int = 12) -> str | None:
     return str(out)
 
 
-def seeds(quick: bool, corpus: Path | None) -> list[tuple[str, bytes, str | None]]:
-    """(name, bytes, data path) of every model to mutate."""
+def seeds(quick: bool, corpus: Path | None, folder: Path) -> list[tuple[str, bytes, str | None]]:
+    """(name, bytes, data path) of every model to mutate; the data files go in ``folder``."""
     from tests import zoo
     from tests.conftest import build_models
 
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-data-"))
     out = []
     names = ["float_cnn", "mlp", "int8_cnn", "float16_cnn"] if quick else \
         [n for n in zoo.BUILDERS if n not in zoo.LARGE]
@@ -199,9 +198,9 @@ def main() -> int:
 
 def fuzz(args) -> dict[str, dict[str, int]]:
     rng = random.Random(args.seed)
-    pool = seeds(args.quick, Path(args.corpus) if args.corpus else None)
     save = Path(args.save)
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    pool = seeds(args.quick, Path(args.corpus) if args.corpus else None, work)
     counts: dict[str, Counter] = {"analyze": Counter()}
     accepted: list[tuple[str, str]] = []  # (mutant path, data path)
     start = time.perf_counter()

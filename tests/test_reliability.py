@@ -236,3 +236,16 @@ def test_an_interrupted_write_leaves_no_temporary_file_and_the_old_output_intact
     with pytest.raises(KeyboardInterrupt):
         output.write_atomic(str(target), "new")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_activation_ranges_come_from_finite_values_only():
+    """A damaged model overflowed to inf in a fuzzing run; the int8 scales computed from that
+    range made a rewritten model crash the interpreter (SIGSEGV, caught by the cage). Ranges
+    now come from the finite values (masks of -inf are real in attention models too)."""
+    from analyzer.statistics import _Accumulator
+
+    acc = _Accumulator(0)
+    acc.add(np.array([1.0, np.inf, -np.inf, np.nan, -2.0], np.float32))
+    acc.add(np.array([np.inf], np.float32))
+    assert (acc.lo, acc.hi, acc.count, acc.nonfinite) == (-2.0, 1.0, 2, 4)
+    assert all(np.isfinite(k).all() for k in acc.kept)

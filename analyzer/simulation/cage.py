@@ -73,7 +73,12 @@ def _signal_name(code: int | None) -> str:
 
 
 def _serve(conn, factory: Callable, args: tuple) -> None:
-    """The worker: build the state, then answer (method, args) calls until told to stop."""
+    """The worker: build the state, then answer (method, args) calls until told to stop.
+    Python warnings (numpy on a damaged model's overflow) are not printed: what goes wrong
+    comes back as one error."""
+    import warnings
+
+    warnings.simplefilter("ignore")
     try:
         state = factory(*args)
         conn.send(("ok", None))
