@@ -100,7 +100,16 @@ def _npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise CalibrationDataError(f"{path}: a single .npy array, expected an .npz archive or a folder")
-            return {k: z[k] for k in z.files}
+            out = {}
+            for k in z.files:
+                try:
+                    out[k] = z[k]
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):
+                        raise CalibrationDataError(f"{path}: array {k!r} holds Python objects, which are not read "
+                                                   "(allow_pickle is off): save numbers") from None
+                    raise
+            return out
     except CalibrationDataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -115,7 +124,11 @@ def _folder(path: str) -> dict[str, np.ndarray]:
     for f in files:
         try:
             out[f[:-4]] = np.load(os.path.join(path, f), allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+        except ValueError as exc:
+            why = "holds Python objects, which are not read (allow_pickle is off)" if "allow_pickle" in str(exc) \
+                else f"unreadable .npy file ({exc})"
+            raise CalibrationDataError(f"{os.path.join(path, f)}: {why}") from None
+        except (OSError, EOFError) as exc:
             raise CalibrationDataError(f"{os.path.join(path, f)}: unreadable .npy file ({exc})") from None
     return out
 

@@ -249,3 +249,11 @@ def test_activation_ranges_come_from_finite_values_only():
     acc.add(np.array([np.inf], np.float32))
     assert (acc.lo, acc.hi, acc.count, acc.nonfinite) == (-2.0, 1.0, 2, 4)
     assert all(np.isfinite(k).all() for k in acc.kept)
+
+
+def test_data_with_python_objects_is_refused_naming_the_array(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "objects.npz", image=x, meta=np.array([{"label": 1}] * 8, dtype=object))
+    code, _, err = run_cli(models["float_cnn"], "--data", tmp_path / "objects.npz", "--local-only", "--no-cache")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "objects.npz" in err and "'meta'" in err and "allow_pickle is off" in err
