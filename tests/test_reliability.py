@@ -129,12 +129,12 @@ def test_names_that_are_not_utf8_are_escaped_never_fatal(models, tmp_path):
     m = unpack(Path(models["float_cnn"]).read_bytes())
     sg = m.subgraphs[0]
     conv_out = sg.operators[0].outputs[0]
-    sg.tensors[conv_out].name = b"conv\xaf\xff"
+    sg.tensors[conv_out].name = b"conv\xaf\x00\xff"  # not UTF-8, and a NUL that ends C++ strings
     sg.tensors[sg.outputs[0]].name = b"scores\xaf"  # the interpreter's API returns output names
     path = tmp_path / "latin.tflite"
     path.write_bytes(pack(m))
     graph = read(str(path))
-    assert graph.main.tensors[conv_out].name == "conv\\xaf\\xff"
+    assert graph.main.tensors[conv_out].name == "conv\\xaf\\x00\\xff"
     x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
     np.savez(tmp_path / "x.npz", image=x)
     code, out, err = run_cli(path, "--data", tmp_path / "x.npz", "--precisions", "int8", "--local-only",
@@ -143,7 +143,10 @@ def test_names_that_are_not_utf8_are_escaped_never_fatal(models, tmp_path):
     report = json.loads(out)
     first = next(la for la in report["sensitivity"]["layers"] if la["index"] == 0)
     assert first["local"]["int8"]["sqnr_db"] > 10  # measured through the escaped tensor
-    assert json.dumps("conv\\xaf\\xff") in out  # the tensor's name, escaped, in the report
+    assert json.dumps("conv\\xaf\\x00\\xff") in out  # the tensor's name, escaped, in the report
+    from analyzer.readers.normalize import normalize
+    norm = normalize(graph)
+    assert norm.graph.main.tensors[conv_out].name == "conv\\xaf\\x00\\xff" and any("NUL" in c for c in norm.changes)
 
 
 def test_quick_seeded_fuzzing_finds_no_crash_hang_or_noisy_rejection(tmp_path):

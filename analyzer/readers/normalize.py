@@ -27,6 +27,7 @@ model. Layer indices of the normalised graph follow its own op list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -83,7 +84,8 @@ def normalize(graph: LayerGraph) -> Normalized:
         changes.append(folded)
     escaped = _utf8_names(model)
     if escaped:
-        changes.append(f"{escaped} names that are not UTF-8 escaped (the interpreter cannot return them)")
+        changes.append(f"{escaped} names with bytes that are not UTF-8 or control characters escaped (the "
+                       "interpreter cannot return them; a NUL cuts them short)")
     renamed = _unique_tensor_names(model)
     if renamed:
         changes.append(f"{renamed} tensors renamed so every tensor name is unique (ai-edge-quantizer needs it)")
@@ -219,14 +221,18 @@ def _densify_run(model: bytes, tensors: list[int]) -> dict[int, np.ndarray]:
     return {t: np.array(it.get_tensor(t)) for t in tensors}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _escaped(name) -> tuple[bytes | None, bool]:
+    """``name`` with bytes that are not UTF-8 and control characters (a NUL ends the name
+    for C++ readers, so LiteRT and ai-edge-quantizer disagree on it) escaped as ``\\xNN``."""
     if not isinstance(name, bytes):
         return name, False
-    try:
-        name.decode("utf-8")
-        return name, False
-    except UnicodeDecodeError:
-        return name.decode("utf-8", "backslashreplace").encode("utf-8"), True
+    text = name.decode("utf-8", "backslashreplace")
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    out = text.encode("utf-8")
+    return out, out != name
 
 
 def _utf8_names(model: fb.ModelT) -> int:

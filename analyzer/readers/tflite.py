@@ -239,7 +239,7 @@ class _Reader:
         self.check_dataflow(index, tensors, inputs, raw)
         names = recover_layer_names(tensors, raw)
         layers = tuple(Layer(name=name, fused=fused, **fields) for fields, (name, fused) in zip(raw, names))
-        return Subgraph(index, _text(sg.Name()), tensors, layers, inputs, outputs)
+        return Subgraph(index, _name(sg.Name()), tensors, layers, inputs, outputs)
 
     def check_calls(self, subgraphs: tuple[Subgraph, ...]) -> None:
         """Control flow (WHILE, IF, CALL_ONCE...) may not call the main subgraph, a subgraph
@@ -307,7 +307,7 @@ class _Reader:
                                 "does not list")
             ref = self.external[ext]
         return Tensor(
-            index=i, name=_text(t.Name()), dtype=dtype, shape=shape,
+            index=i, name=_name(t.Name()), dtype=dtype, shape=shape,
             shape_signature=tuple(int(d) for d in sig) if len(sig) else None,
             quantization=self.read_quantization(t.Quantization()),
             buffer=ref, is_variable=bool(t.IsVariable()), sparse=t.Sparsity() is not None,
@@ -400,11 +400,11 @@ class _Reader:
                 m = {}
                 for j in range(self.count(length, 4, what)):
                     tm = getter(j)
-                    m[_text(tm.Name())] = self.index(tm.TensorIndex(), n_t, "tensor", f"signature {i} {what}")
+                    m[_name(tm.Name())] = self.index(tm.TensorIndex(), n_t, "tensor", f"signature {i} {what}")
                 return m
 
             sigs.append(Signature(
-                key=_text(sd.SignatureKey()), subgraph=sgi,
+                key=_name(sd.SignatureKey()), subgraph=sgi,
                 inputs=MappingProxyType(tensor_map(sd.Inputs, sd.InputsLength(), "input")),
                 outputs=MappingProxyType(tensor_map(sd.Outputs, sd.OutputsLength(), "output")),
             ))
@@ -484,9 +484,18 @@ def _model_metadata_strings(raw: bytes) -> dict[str, str]:
         return {"error": "unreadable TFLITE_METADATA"}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _text(b: bytes | None) -> str:
-    """A name or string of the file; bytes that are not UTF-8 are shown escaped (``\\xaf``)."""
+    """A string of the file; bytes that are not UTF-8 are shown escaped (``\\xaf``)."""
     return b.decode("utf-8", "backslashreplace") if b else ""
+
+
+def _name(b: bytes | None) -> str:
+    """A tensor, subgraph or signature name; bytes that are not UTF-8 and control characters
+    shown escaped (``\\xaf``, ``\\x00``), as the normalised model stores them."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _text(b))
 
 
 def _ints(arr: Any) -> Any:
