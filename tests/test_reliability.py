@@ -260,3 +260,36 @@ def test_data_with_python_objects_is_refused_naming_the_array(models, tmp_path):
     code, _, err = run_cli(models["float_cnn"], "--data", tmp_path / "objects.npz", "--local-only", "--no-cache")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "objects.npz" in err and "'meta'" in err and "allow_pickle is off" in err
+
+
+def test_a_worker_killed_before_it_answers_is_a_crash_not_a_hang():
+    """SIGKILL of a worker while it starts (found by kill_test.py: the parent waited for the
+    whole time limit on a pipe the dead worker never took)."""
+    import threading
+
+    from analyzer.simulation.cage import Cage
+
+    def kill_soon():
+        time.sleep(0.05)
+        for pid in _children():
+            os.kill(pid, signal.SIGKILL)
+
+    start = time.monotonic()
+    threading.Thread(target=kill_soon).start()
+    with pytest.raises(InterpreterCrash, match="SIGKILL"):
+        Cage("m.tflite", _Counter, 1, what="starting", limit=120)
+    assert time.monotonic() - start < 30
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -135,10 +136,22 @@ class Cage:
 
     def _answer(self, what: str) -> Any:
         conn, proc = self._conn, self._proc
-        try:
-            ready = conn.poll(self.limit)
-        except (EOFError, OSError):
-            ready = True
+        deadline = time.monotonic() + self.limit
+        ready = False
+        while not ready:  # short polls: a worker killed before it took its end of the pipe leaves it open here
+            try:
+                ready = conn.poll(min(0.25, max(0.0, deadline - time.monotonic())))
+            except (EOFError, OSError):
+                ready = True
+            if ready or time.monotonic() >= deadline:
+                break
+            if not proc.is_alive():
+                ready = conn.poll(0.1)  # its last words, if it sent them before dying
+                if not ready:
+                    code = proc.exitcode
+                    self._kill()
+                    raise InterpreterCrash(f"{self.path}: the LiteRT interpreter crashed ({_signal_name(code)}) "
+                                           f"while {what}")
         if not ready:
             self._kill()
             raise InterpreterCrash(f"{self.path}: the LiteRT interpreter did not finish in {self.limit:.0f} s "
