@@ -129,7 +129,15 @@ class Cage:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, self.factory, self.args), daemon=True)
-        self._proc.start()
+        try:
+            self._proc.start()  # writes the arguments to the new process: it may die while reading them
+        except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
+            child.close()
+            self._conn = parent
+            code = self._proc.exitcode if self._proc.pid else None
+            self._kill()
+            raise InterpreterCrash(f"{self.path}: the worker process died while starting ({_signal_name(code)}: "
+                                   f"{type(exc).__name__}) before {self._what_start}") from None
         child.close()
         self._conn = parent
         self._answer(self._what_start)
