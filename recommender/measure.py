@@ -80,11 +80,7 @@ class Measurer:
                  threads: int = 1, custom_ops: tuple[str, ...] = (), path: str = "<bytes>") -> None:
         from analyzer.simulation.cage import Cage
 
-        self.holdout = holdout
-        self.custom_ops = tuple(custom_ops)
-        self.metric = Metric(holdout.labels, metric_fn)
-        self.path = path
-        self._cage = Cage(path, _Worker, float_model, holdout, metric_fn, self.custom_ops, path,
+        self._cage = Cage(path, _Worker, float_model, holdout, metric_fn, tuple(custom_ops), path,
                           what="running the float model on the held-out data")
         self.predictor = predictor
         self.threads = threads

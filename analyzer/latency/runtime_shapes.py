@@ -30,7 +30,6 @@ class RuntimeRun:
 
     shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
     values: dict[int, np.ndarray] = field(default_factory=dict)
-    note: str | None = None
 
 
 def computes_shapes(graph: LayerGraph) -> bool:

@@ -27,7 +27,6 @@ model. Layer indices of the normalised graph follow its own op list.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -221,17 +220,15 @@ def _densify_run(model: bytes, tensors: list[int]) -> dict[int, np.ndarray]:
     return {t: np.array(it.get_tensor(t)) for t in tensors}
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _escaped(name) -> tuple[bytes | None, bool]:
-    """``name`` with bytes that are not UTF-8 and control characters (a NUL ends the name
-    for C++ readers, so LiteRT and ai-edge-quantizer disagree on it) escaped as ``\\xNN``."""
+    """``name`` as the reader shows it (bytes that are not UTF-8 and control characters
+    escaped as ``\\xNN``: a NUL ends the name for C++ readers, so LiteRT and
+    ai-edge-quantizer disagree on it), and whether that differs."""
+    from analyzer.readers.tflite import escaped_name
+
     if not isinstance(name, bytes):
         return name, False
-    text = name.decode("utf-8", "backslashreplace")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    out = text.encode("utf-8")
+    out = escaped_name(name).encode("utf-8")
     return out, out != name
 
 

@@ -239,7 +239,7 @@ class _Reader:
         self.check_dataflow(index, tensors, inputs, raw)
         names = recover_layer_names(tensors, raw)
         layers = tuple(Layer(name=name, fused=fused, **fields) for fields, (name, fused) in zip(raw, names))
-        return Subgraph(index, _name(sg.Name()), tensors, layers, inputs, outputs)
+        return Subgraph(index, escaped_name(sg.Name()), tensors, layers, inputs, outputs)
 
     def check_calls(self, subgraphs: tuple[Subgraph, ...]) -> None:
         """Control flow (WHILE, IF, CALL_ONCE...) may not call the main subgraph, a subgraph
@@ -307,7 +307,7 @@ class _Reader:
                                 "does not list")
             ref = self.external[ext]
         return Tensor(
-            index=i, name=_name(t.Name()), dtype=dtype, shape=shape,
+            index=i, name=escaped_name(t.Name()), dtype=dtype, shape=shape,
             shape_signature=tuple(int(d) for d in sig) if len(sig) else None,
             quantization=self.read_quantization(t.Quantization()),
             buffer=ref, is_variable=bool(t.IsVariable()), sparse=t.Sparsity() is not None,
@@ -400,11 +400,11 @@ class _Reader:
                 m = {}
                 for j in range(self.count(length, 4, what)):
                     tm = getter(j)
-                    m[_name(tm.Name())] = self.index(tm.TensorIndex(), n_t, "tensor", f"signature {i} {what}")
+                    m[escaped_name(tm.Name())] = self.index(tm.TensorIndex(), n_t, "tensor", f"signature {i} {what}")
                 return m
 
             sigs.append(Signature(
-                key=_name(sd.SignatureKey()), subgraph=sgi,
+                key=escaped_name(sd.SignatureKey()), subgraph=sgi,
                 inputs=MappingProxyType(tensor_map(sd.Inputs, sd.InputsLength(), "input")),
                 outputs=MappingProxyType(tensor_map(sd.Outputs, sd.OutputsLength(), "output")),
             ))
@@ -492,7 +492,7 @@ def _text(b: bytes | None) -> str:
     return b.decode("utf-8", "backslashreplace") if b else ""
 
 
-def _name(b: bytes | None) -> str:
+def escaped_name(b: bytes | None) -> str:
     """A tensor, subgraph or signature name; bytes that are not UTF-8 and control characters
     shown escaped (``\\xaf``, ``\\x00``), as the normalised model stores them."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _text(b))

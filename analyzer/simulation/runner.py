@@ -78,17 +78,12 @@ def require_memory(graph: LayerGraph, batch: int = 1) -> None:
     peak = peak_activation_memory(graph)
     need = peak.bytes * max(1, batch)
     if free is not None and need > 0.8 * free:
+        from analyzer.render import _size
+
         raise UnsupportedModelError(
             f"{graph.info.path}: running the model needs {_size(need)} for activations (at layer "
             f"{peak.at_layer}), more than this machine's {_size(free)} free: not run")
 
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class Runner:
