@@ -142,12 +142,19 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
              for v, c in wanted.items()}
     tasks = _tasks(wanted, units, settings)
     tick = progress(len(tasks), 0) if progress else None
-    results, cached = evaluate_all(ev, tasks, jobs=settings.jobs, cache=cache, progress=tick)
+    results, cached = evaluate_all(ev, tasks, jobs=settings.jobs, cache=cache, progress=tick, tolerate=True)
+    failed = {k: v["error"] for k, v in results.items() if "error" in v}  # the interpreter could not run them
+    results = {k: v for k, v in results.items() if k not in failed}
     baseline = ev.baseline()
-    layers = _layers(graph, ev, wanted, units, results, baseline, settings)
+    layers = _layers(graph, ev, wanted, units, results, baseline, settings, failed)
     notes = tuple(f"{v}: no layer it applies to" for v, u in units.items() if not u)
+    if failed:
+        first = next(iter(failed.values()))
+        notes += (f"{len(failed)} evaluation(s) failed in the LiteRT interpreter and are left out (not measured); "
+                  f"the first: {first}",)
     return SensitivityResult(ev.metric.name, data.labels is not None, len(data), seed, settings, wanted, baseline,
-                             {v: Score.from_dict(results["uniform", v]) for v in wanted if units[v]},
+                             {v: Score.from_dict(results["uniform", v]) for v in wanted
+                              if units[v] and ("uniform", v) in results},
                              layers, len(tasks), cached, time.perf_counter() - start, stats_seconds, notes)
 
 
@@ -172,7 +179,7 @@ def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]],
 
 
 def _layers(graph: LayerGraph, ev: CagedEvaluator, wanted, units, results, baseline: Score,
-            settings: SensitivitySettings) -> tuple[LayerSensitivity, ...]:
+            settings: SensitivitySettings, failed: Mapping[tuple, str]) -> tuple[LayerSensitivity, ...]:
     cost = analyze_cost(graph)
     params = {(c.subgraph, c.index): c for c in cost.layers}
     out = []
@@ -180,14 +187,15 @@ def _layers(graph: LayerGraph, ev: CagedEvaluator, wanted, units, results, basel
     covered = sorted({i for u in units.values() for i in u})
     for i in covered:
         layer = graph.main.layers[i]
-        local = {v: results["local", v].get(str(i)) for v in wanted if i in units[v]}
+        local = {v: results.get(("local", v), {}).get(str(i)) for v in wanted if i in units[v]}
         one = {v: Score.from_dict(results["one", v, i]) for v in wanted if ("one", v, i) in results}
         abo = {v: Score.from_dict(results["abo", v, i]) for v in wanted if i in units[v] and ("abo", v, i) in results}
         lc = params.get((0, i))
         wbytes = sum(graph.main.tensors[t].nbytes for t, _ in ev.rewriter.weights_of(layer))
         out.append(LayerSensitivity(i, layer.name, layer.op, lc.params if lc else 0, wbytes,
                                     {k: v for k, v in local.items() if v is not None}, one, abo,
-                                    _verdict(one, wanted, baseline, settings, target),
+                                    _verdict(one, wanted, baseline, settings, target,
+                                             [v for v in wanted if ("one", v, i) in failed]),
                                     _prunable(one, wanted, baseline, settings, target)))
     first = next((v for v in wanted), None)
     return tuple(sorted(out, key=lambda s: _sensitivity_key(s, first)))
@@ -207,11 +215,13 @@ def _compression_rank(choice: LayerChoice) -> tuple[int, int]:
 
 
 def _verdict(one: Mapping[str, Score], wanted: Mapping[str, LayerChoice], baseline: Score,
-             settings: SensitivitySettings, target: bool) -> str:
+             settings: SensitivitySettings, target: bool, crashed: Sequence[str] = ()) -> str:
     measured = sorted((_compression_rank(wanted[v]), v) for v in one if wanted[v].sparsity == 0)
     ok = [v for _, v in measured if acceptable(one[v], baseline, settings, target)]
     if ok:
         return f"safe to {ok[0]}"
+    if crashed and not measured:
+        return f"not measured: the interpreter failed at {', '.join(crashed)}"
     if not measured:
         return "not measured (local error only)"
     if "float16" in one:

@@ -76,13 +76,21 @@ class Candidate:
     how: str
     holdout_metric: float | None = None
     latency_us: float | None = None  # predicted, when a latency profile is in use
+    failed: str | None = None  # the interpreter could not run it (metric -inf: never meets a floor)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
-                "latency_us": None if self.latency_us is None else round(self.latency_us, 3),
-                "metric": round(self.metric, 6),
-                "holdout_metric": None if self.holdout_metric is None else round(self.holdout_metric, 6),
-                "config": self.config.to_dict()}
+        out = {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
+               "latency_us": None if self.latency_us is None else round(self.latency_us, 3),
+               "metric": _finite(self.metric), "holdout_metric": _finite(self.holdout_metric),
+               "config": self.config.to_dict()}
+        if self.failed:
+            out["failed"] = self.failed
+        return out
+
+
+def _finite(v: float | None) -> float | None:
+    """A metric for JSON: None for a configuration the interpreter could not run."""
+    return None if v is None or not math.isfinite(v) else round(v, 6)
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,7 @@ class _Run:
         self.budget = settings.budget if settings.budget is not None else auto_budget(self.space, settings)
         self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
+        self.failures: list[str] = []  # what the interpreter said of each evaluation it could not run
         self.latency: tuple[dict[int, list[float]], float] | None = None
         if settings.max_latency_us is not None or settings.latency_profile is not None:
             from analyzer.latency.predictor import LatencyPredictor
@@ -199,9 +208,14 @@ class _Run:
         if self.deadline is not None and time.monotonic() >= self.deadline and self.seen and not essential:
             raise _OutOfTime
         results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self._advance,
-                                       dask=self.dask)
+                                       dask=self.dask, tolerate=True)
         self.cached += cached
+        self.failures += [v["error"] for v in results.values() if "error" in v]  # such a configuration meets no floor
         return results
+
+    def measured(self, tasks: list[Task], *, essential: bool = False) -> dict:
+        """The one-layer proxies of ``tasks`` that ran (one that failed counts as not measured)."""
+        return {k: v for k, v in self.run_tasks(self.ev, tasks, essential=essential).items() if "error" not in v}
 
     def evaluate(self, choices: dict[int, LayerChoice], how: str, *, essential: bool = False) -> Candidate:
         config = CompressionConfig(choices, how)
@@ -209,13 +223,15 @@ class _Run:
         if key not in self.seen:
             score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)], essential=essential)["cfg", key]
             self.seen[key] = Candidate(config, self.space.size(config.choices), self.space.compressed(config.choices),
-                                       score["metric"], how, None, self.predicted_latency(dict(config.choices)))
+                                       score.get("metric", -math.inf), how, None,
+                                       self.predicted_latency(dict(config.choices)), score.get("error"))
         return self.seen[key]
 
     def holdout(self, c: Candidate) -> Candidate:
         key = c.config.key()
         score = self.run_tasks(self.hold, [Task(("hold", key), c.config.choices)])["hold", key]
-        return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score["metric"], c.latency_us)
+        return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score.get("metric", -math.inf),
+                         c.latency_us, c.failed or score.get("error"))
 
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -251,7 +267,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         best = None
         if "milp" in settings.strategies:
             first, rest = proxy.essential(r.space, proxy.tasks(r.space))
-            part_results = r.run_tasks(r.ev, first, essential=True)  # each layer at int8 alone, whatever the budget
+            part_results = r.measured(first, essential=True)  # each layer at int8 alone, whatever the budget
             room = max(0, r.budget_left() - settings.bisect_steps - 2)
             measured = _measure_within_time(r, rest[:room], part_results)
             room = min(room, measured)
@@ -283,8 +299,12 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
             if checked.holdout_metric >= hold_floor:
                 chosen = checked
                 break
-            notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
-                         f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
+            if checked.failed:
+                notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but could not be run on "
+                             "held-out data (the interpreter failed)")
+            else:
+                notes.append(f"{c.how} ({c.bytes} bytes) met the floor on the search split but not on held-out data "
+                             f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
     if not r.seen:
         raise KeyboardInterrupt
     best_effort = chosen or max(r.seen.values(), key=lambda c: (c.metric, -c.bytes))
@@ -295,6 +315,9 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         if fastest > settings.max_latency_us:
             notes.append(f"--max-latency {settings.max_latency_us:.0f} us is below the fastest configuration "
                          f"predicted ({fastest:.0f} us)")
+    if r.failures:
+        notes.append(f"{len(r.failures)} evaluation(s) failed in the LiteRT interpreter and count as not meeting "
+                     f"the floor; the first: {r.failures[0]}")
     if settings.minutes and time.perf_counter() - start >= settings.minutes * 60:
         notes.append(f"the time budget ({settings.minutes:g} min) ran out")
     elif r.budget_left() <= 0:
@@ -310,13 +333,13 @@ def _measure_within_time(r: _Run, tasks: list[Task], results: dict, share: float
     """Run the optional proxies in chunks while less than ``share`` of a wall-clock budget is
     spent, leaving the rest for the bisection; returns how many were measured."""
     if r.deadline is None:
-        results.update(r.run_tasks(r.ev, tasks))
+        results.update(r.measured(tasks))
         return len(tasks)
     total = r.settings.minutes * 60
     done = 0
     chunk = max(4, 8 * max(1, r.settings.jobs))
     while done < len(tasks) and (r.deadline - time.monotonic()) > (1 - share) * total:
-        results.update(r.run_tasks(r.ev, tasks[done:done + chunk]))
+        results.update(r.measured(tasks[done:done + chunk]))
         done += len(tasks[done:done + chunk])
     return done
 
@@ -432,7 +455,7 @@ def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patie
 
 def _pareto(cands) -> tuple[Candidate, ...]:
     """The non-dominated candidates: smaller, better and (when predicted) faster."""
-    cands = list(cands)
+    cands = [c for c in cands if not c.failed]
 
     def dominates(a: Candidate, b: Candidate) -> bool:
         la = a.latency_us if a.latency_us is not None else 0.0

@@ -18,3 +18,14 @@ def segfault(resolver_address: int) -> None:  # noqa: ARG001
 
 def hang(resolver_address: int) -> None:  # noqa: ARG001
     time.sleep(3600)
+
+
+_MADE = [0]
+
+
+def abort_every_third(resolver_address: int) -> None:  # noqa: ARG001
+    """Abort when the third, sixth, ... interpreter of this process is made: in an evaluator's
+    worker the float model's run is the first, so every second evaluation crashes."""
+    _MADE[0] += 1
+    if _MADE[0] % 3 == 0:
+        os.abort()

@@ -293,3 +293,64 @@ def _children() -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return out
+
+
+def _crashing_every_other_evaluation(models):
+    from analyzer.calibration import Dataset
+    from analyzer.simulation.evaluator import CagedEvaluator, Setup
+    from tests import zoo
+
+    g = read(models["float_cnn"])
+    x = np.random.default_rng(0).uniform(0, 1, (8, *zoo.INPUT_SHAPE)).astype(np.float32)
+    data = Dataset("random", {"image": x}, None, tuple(range(8)))
+    return g, CagedEvaluator(Setup(g.model_bytes(), str(models["float_cnn"]), data, {}, None, None,
+                                   custom_ops=("tests.crashing_ops:abort_every_third",)), g)
+
+
+def test_an_evaluation_that_crashes_fails_alone_and_the_others_go_on(models):
+    from analyzer.simulation.choices import PRECISIONS
+    from analyzer.simulation.evaluator import Task, evaluate_all
+
+    g, ev = _crashing_every_other_evaluation(models)
+    layers = [i for i, layer in enumerate(g.main.layers) if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D")][:4]
+    tasks = [Task(("one", i), {i: PRECISIONS["float16"].choice}) for i in layers]
+    results, _ = evaluate_all(ev, tasks, tolerate=True)  # one worker: the float run, ok, crash, (new worker) ...
+    assert ["error" in results["one", i] for i in layers] == [False, True, False, True]
+    crashed = results["one", layers[1]]["error"]
+    assert "SIGABRT" in crashed and f"layer {layers[1]} (" in crashed and "\n" not in crashed
+    assert results["one", layers[0]]["sqnr_db"] > 40
+    results, _ = evaluate_all(ev, tasks * 2, tolerate=True, jobs=2)  # two caged workers
+    assert len(results) == len(layers) and any("error" in v for v in results.values())
+    with pytest.raises(InterpreterCrash, match="SIGABRT"):
+        evaluate_all(ev, tasks, jobs=2)
+    ev.close()
+
+
+def test_a_search_counts_a_configuration_that_crashes_as_missing_the_floor(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (24, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    out = tmp_path / "search.json"
+    code, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "x.npz", "--floor", "30", "--no-cache",
+                           "--jobs", "2", "--custom-ops", "tests.crashing_ops:abort_every_third", "--format", "json",
+                           "--output", out)
+    assert code in (0, 1), err
+    result = json.loads(out.read_text())  # valid JSON: no -inf for the configurations that crashed
+    assert any("failed in the LiteRT interpreter" in n and "SIGABRT" in n for n in result["notes"])
+    failed = [b for b in result["baselines"].values() if b.get("failed")]
+    assert failed and all(b["metric"] is None or b["holdout_metric"] is None for b in failed)
+    if result["best"]:
+        assert result["best"]["holdout_metric"] >= result["holdout_floor"] and not result["best"].get("failed")
+
+
+def test_sensitivity_leaves_out_the_evaluations_that_crash_and_says_so(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (16, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    out = tmp_path / "report.json"
+    code, _, err = run_cli(models["float_cnn"], "--data", tmp_path / "x.npz", "--precisions", "int8,float16",
+                           "--no-cache", "--jobs", "2", "--custom-ops", "tests.crashing_ops:abort_every_third",
+                           "--format", "json", "--output", out)
+    assert code in (0, 1), err
+    sens = json.loads(out.read_text())["sensitivity"]
+    assert any("failed in the LiteRT interpreter" in n and "SIGABRT" in n for n in sens["notes"])
+    measured = [s for s in sens["layers"] if s["one_at_a_time"]]
+    assert measured and len(measured) < len(sens["layers"])  # the rest of the table is there

@@ -190,6 +190,10 @@ class Cage:
                                    f"{what}") from None
         return self._answer(what)
 
+    def kill(self) -> None:
+        """Stop the worker now, whatever it is doing (a call waiting on it raises InterpreterCrash)."""
+        self._kill()
+
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if self._conn is not None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -154,19 +151,6 @@ class CagedEvaluator:
         self._cage.close()
 
 
-_WORKER: Evaluator | None = None
-
-
-def _init_worker(setup: Setup) -> None:
-    global _WORKER
-    _WORKER = Evaluator(replace(setup, threads=1))  # the workers share the cores
-
-
-def _run_in_worker(task: Task) -> tuple[tuple, dict]:
-    assert _WORKER is not None
-    return task.key, _WORKER.run(task)
-
-
 def cache_key(setup: Setup, metric: Metric, task: Task) -> str:
     return digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels), metric.identity(),
                   setup.range_method, json.dumps(sorted(setup.ranges.items())), task.identity())
@@ -199,12 +183,16 @@ def _dask(client, evaluator: Evaluator, todo: list[Task], done: Callable[[tuple,
         raise
 
 
-def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, cache: ResultCache | None = None,
-                 progress: Callable[[int], None] | None = None, dask=None) -> tuple[dict[tuple, dict], int]:
+def evaluate_all(evaluator: Evaluator | CagedEvaluator, tasks: Iterable[Task], *, jobs: int = 1,
+                 cache: ResultCache | None = None, progress: Callable[[int], None] | None = None, dask=None,
+                 tolerate: bool = False) -> tuple[dict[tuple, dict], int]:
     """Every task's result (key -> result dict) and how many came from the cache.
 
     With ``dask`` (a ``distributed.Client``) the uncached tasks run on its workers; else with
-    ``jobs`` > 1 in that many spawned worker processes.
+    ``jobs`` > 1 in that many caged worker processes (each builds its Evaluator once). A task
+    the interpreter cannot run (it crashes, refuses the rewritten model, or runs past the time
+    limit) raises its one-line InterpreterError, or with ``tolerate`` gets the result
+    ``{"error": message}`` (never cached: the next run tries again) and the others go on.
     """
     results: dict[tuple, dict] = {}
     todo: list[tuple[Task, str]] = []
@@ -222,7 +210,7 @@ def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, 
 
     def done(task_key: tuple, value: dict) -> None:
         results[task_key] = value
-        if cache:
+        if cache and "error" not in value:
             cache.put(keys[task_key], value)
         if progress:
             progress(1)
@@ -232,26 +220,94 @@ def evaluate_all(evaluator: Evaluator, tasks: Iterable[Task], *, jobs: int = 1, 
         return results, cached
     if jobs <= 1 or len(todo) < 2 * jobs:
         for task, _ in todo:
-            done(task.key, evaluator.run(task))
+            done(task.key, _run_one(evaluator.run, task, evaluator.setup.path, evaluator.graph, tolerate))
         return results, cached
-    ctx = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(evaluator.setup,)) as pool:
-            futures = [pool.submit(_run_in_worker, task) for task, _ in todo]
-            try:
-                for fut in as_completed(futures):
-                    done(*fut.result())
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
-    except BrokenProcessPool:  # a worker died in native code: find which task, one at a time, in the cage
-        for task, _ in todo:
-            if task.key not in results:
-                done(task.key, evaluator.run(task))
-    except (RuntimeError, ValueError, UnicodeDecodeError) as exc:  # the interpreter refused a model in a worker
-        from analyzer.simulation.cage import as_model_error
-
-        raise as_model_error(exc, evaluator.setup.path, "evaluating the model") from None
+    _run_in_cages(evaluator, [task for task, _ in todo], jobs, done, tolerate)
     return results, cached
+
+
+def _run_one(run: Callable[[Task], dict], task: Task, path: str, graph: LayerGraph, tolerate: bool) -> dict:
+    """``run(task)``; with ``tolerate``, what the interpreter raises becomes ``{"error": ...}``."""
+    from analyzer.errors import InterpreterError
+    from analyzer.simulation.cage import as_model_error
+
+    try:
+        return run(task)
+    except (RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        err = as_model_error(exc, path, describe(task, graph))
+        if tolerate and isinstance(err, InterpreterError):
+            return {"error": str(err)}
+        if err is exc:
+            raise
+        raise err from None
+
+
+def _run_in_cages(evaluator: Evaluator | CagedEvaluator, tasks: list[Task], jobs: int,
+                  done: Callable[[tuple, dict], None], tolerate: bool) -> None:
+    """``tasks`` on ``jobs`` caged workers (one Evaluator each, one interpreter thread each:
+    the workers share the cores), fed from a queue by one thread per cage. A worker that dies
+    fails only the task it was running (the cage starts a new one for the next); the first
+    error that is not tolerated stops every worker and is raised here."""
+    import queue
+    import threading
+
+    from analyzer.simulation.cage import Cage
+
+    setup = replace(evaluator.setup, threads=1, ranges=dict(evaluator.setup.ranges))
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for task in tasks:
+        pending.put(task)
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (task key, result): ``done`` runs in this thread
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    cages: list[Cage] = []
+
+    def work() -> None:
+        cage = None
+        try:
+            cage = Cage(setup.path, Evaluator, setup, what="running the float model on the data")
+            with lock:
+                cages.append(cage)
+            while not stop.is_set():
+                try:
+                    task = pending.get_nowait()
+                except queue.Empty:
+                    return
+                portable = replace(task, config=dict(task.config), probe=tuple(task.probe))
+                finished.put((task.key, _run_one(lambda t: cage.call("run", t, what=describe(task, evaluator.graph)),
+                                                 portable, setup.path, evaluator.graph, tolerate)))
+        except BaseException as exc:  # noqa: BLE001 - raised in the calling thread
+            with lock:
+                errors.append(exc)
+            stop.set()
+        finally:
+            if cage is not None:
+                cage.close()
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"evaluator-{k}") for k in range(jobs)]
+    for t in threads:
+        t.start()
+    def stop_all() -> None:
+        stop.set()
+        with lock:
+            for cage in cages:
+                cage.kill()
+
+    try:
+        while True:  # short waits: Ctrl-C reaches this thread
+            try:
+                done(*finished.get(timeout=0.2))
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and finished.empty():
+                    break
+            if errors:  # the first error ends every evaluation
+                stop_all()
+                break
+    except BaseException:  # interrupted: stop the workers now, not after their current task
+        stop_all()
+        raise
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
