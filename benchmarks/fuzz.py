@@ -14,8 +14,13 @@ of its own. Every outcome is counted:
 
 Every crashing or hanging input is saved under ``--save`` with the command that failed.
 
-    python benchmarks/fuzz.py --mutants 10000 --accepted 2000 --commands analyze,data,search,recommend
+    python benchmarks/fuzz.py --mutants 10000 --accepted 2000 --commands data,search,recommend
     python benchmarks/fuzz.py --quick            # a few hundred mutants of the test models, < 1 min
+
+The commands take seconds per mutant, so a long run can be done in slices: ``--keep DIR``
+keeps the accepted mutants (and their data) of the reading phase, and ``--from DIR
+--offset K --accepted N`` runs the commands on the N accepted mutants from the K-th on
+(in the order of their mutant number), without the reading phase.
 """
 
 from __future__ import annotations
@@ -185,13 +190,23 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="300 mutants of 4 test models (without LiteRT's loader as "
                     "the judge of the reading path), 8 through --data")
     ap.add_argument("--json", help="write the counts to this file")
+    ap.add_argument("--keep", help="keep the accepted mutants and their data files in this folder")
+    ap.add_argument("--from", dest="source", help="run the commands on the accepted mutants kept in this folder "
+                    "(no reading phase)")
+    ap.add_argument("--offset", type=int, default=0, help="with --from: skip this many accepted mutants")
+    ap.add_argument("--max-bytes", type=float, default=2.0, help="commands run on mutants of models up to this many "
+                    "MB (larger ones take minutes per command; the reading phase takes every model)")
     args = ap.parse_args()
     if args.quick:
         args.mutants, args.accepted, args.commands = 300, 8, "data"
+    start = time.perf_counter()
     counts = fuzz(args)
     print(json.dumps(counts, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(counts, indent=1))
+        record = {"seed": args.seed, "mutants": 0 if args.source else args.mutants, "source": args.source,
+                  "offset": args.offset, "timeout_s": args.timeout, "max_mb": args.max_bytes,
+                  "seconds": round(time.perf_counter() - start, 1), "counts": counts}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     bad = sum(c.get("crash", 0) + c.get("hang", 0) + c.get("noisy", 0) for c in counts.values())
     return 1 if bad else 0
 
@@ -200,27 +215,43 @@ def fuzz(args) -> dict[str, dict[str, int]]:
     rng = random.Random(args.seed)
     save = Path(args.save)
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    pool = seeds(args.quick, Path(args.corpus) if args.corpus else None, work)
-    counts: dict[str, Counter] = {"analyze": Counter()}
+    pool: list[tuple[str, bytes, str | None]] = []
+    counts: dict[str, Counter] = {}
     accepted: list[tuple[str, str]] = []  # (mutant path, data path)
     start = time.perf_counter()
     try:
-        for k in range(args.mutants):
-            name, blob, data = pool[k % len(pool)]
-            mutant, how = mutate(blob, rng)
-            path = work / f"m{k:05d}_{name}.tflite"
-            path.write_bytes(mutant)
-            outcome = read_in_process(str(path), verify=not args.quick)
-            counts["analyze"][outcome] += 1
-            if outcome in ("crash", "noisy"):
-                _save(save, path, "analyze (in process)", how)
-            if outcome == "ok" and data is not None:
-                accepted.append((str(path), data))
-            else:
-                path.unlink()
-        print(f"analyze: {args.mutants} mutants in {time.perf_counter() - start:.1f} s: "
-              f"{dict(counts['analyze'])}", file=sys.stderr)
-        rng.shuffle(accepted)
+        if args.source:
+            accepted = kept(Path(args.source))
+        else:
+            pool = seeds(args.quick, Path(args.corpus) if args.corpus else None, work)
+            counts["analyze"] = Counter()
+            keep = Path(args.keep) if args.keep else None
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
+            for k in range(args.mutants):
+                name, blob, data = pool[k % len(pool)]
+                mutant, how = mutate(blob, rng)
+                path = work / f"m{k:05d}_{name}.tflite"
+                path.write_bytes(mutant)
+                outcome = read_in_process(str(path), verify=not args.quick)
+                counts["analyze"][outcome] += 1
+                if outcome in ("crash", "noisy"):
+                    _save(save, path, "analyze (in process)", how)
+                if outcome == "ok" and data is not None:
+                    accepted.append((str(path), data))
+                    if keep:
+                        shutil.copyfile(path, keep / path.name)
+                        if not (keep / Path(data).name).exists():
+                            shutil.copyfile(data, keep / Path(data).name)
+                else:
+                    path.unlink()
+            print(f"analyze: {args.mutants} mutants in {time.perf_counter() - start:.1f} s: "
+                  f"{dict(counts['analyze'])}", file=sys.stderr)
+            rng.shuffle(accepted)
+        limit = args.max_bytes * 2 ** 20
+        sizes = {name: len(blob) for name, blob, _ in pool} if not args.source else {}
+        accepted = [(p, d) for p, d in accepted
+                    if sizes.get(_seed_name(p), os.path.getsize(p)) <= limit][args.offset:]
         for cmd in [c for c in args.commands.split(",") if c]:
             counts[cmd] = Counter()
             picked = accepted[:args.accepted]
@@ -243,6 +274,22 @@ def fuzz(args) -> dict[str, dict[str, int]]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {k: dict(v) for k, v in counts.items()}
+
+
+def _seed_name(path: str) -> str:
+    """The model a mutant was made from: ``m00042_float_cnn.tflite`` -> ``float_cnn``."""
+    return Path(path).stem.split("_", 1)[1]
+
+
+def kept(folder: Path) -> list[tuple[str, str]]:
+    """The accepted mutants kept in ``folder`` (by ``--keep``) with their data files, in a
+    fixed shuffled order (seed 0), so that slices of it (``--offset``) are disjoint."""
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: no such folder of kept mutants")
+    out = [(str(p), str(folder / f"{_seed_name(str(p))}.npz")) for p in sorted(folder.glob("m*.tflite"))]
+    out = [(p, d) for p, d in out if os.path.exists(d)]
+    random.Random(0).shuffle(out)
+    return out
 
 
 def _save(folder: Path, path: Path, command: str, detail: str) -> None:

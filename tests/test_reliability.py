@@ -155,12 +155,18 @@ def test_quick_seeded_fuzzing_finds_no_crash_hang_or_noisy_rejection(tmp_path):
     import fuzz
 
     args = argparse.Namespace(seed=1, mutants=300, accepted=6, commands="data", timeout=60.0, jobs=2, corpus=None,
-                              save=str(tmp_path / "crashes"), quick=True, json=None)
+                              save=str(tmp_path / "crashes"), quick=True, json=None, keep=str(tmp_path / "kept"),
+                              source=None, offset=0, max_bytes=2.0)
     counts = fuzz.fuzz(args)
     for command, c in counts.items():
         assert not (c.get("crash") or c.get("hang") or c.get("noisy")), (command, c, sorted(os.listdir(tmp_path)))
     assert counts["analyze"].get("rejected", 0) > 0 and counts["analyze"].get("ok", 0) > 0
     assert sum(counts["data"].values()) == 6
+    kept = fuzz.kept(tmp_path / "kept")  # a later slice of the kept mutants, without the reading phase
+    assert 8 < len(kept) <= counts["analyze"]["ok"]
+    later = fuzz.fuzz(argparse.Namespace(**{**vars(args), "source": str(tmp_path / "kept"), "offset": 6,
+                                            "accepted": 2, "keep": None}))
+    assert set(later) == {"data"} and sum(later["data"].values()) == 2 and not later["data"].get("crash")
 
 
 def _write(model, path: Path) -> Path:
