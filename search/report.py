@@ -10,7 +10,7 @@ from analyzer import __version__
 from search.engine import Candidate, SearchResult
 
 SCHEMA = "compression-advisor/search"
-SCHEMA_VERSION = "1.1"  # 1.1: layer_sqnr_db
+SCHEMA_VERSION = "1.2"  # 1.1: layer_sqnr_db; 1.2: a candidate's "failed", its metric null
 
 
 def to_dict(result: SearchResult, model: str) -> dict:
