@@ -135,7 +135,7 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
     stats_seconds = time.perf_counter() - start
     setup = Setup(model, graph.info.path, data, activation_ranges(graph, stats, settings), data.labels, metric_fn,
                   batch=settings.batch, threads=max(1, settings.jobs), range_method=_range_id(settings),
-                  custom_ops=settings.custom_ops)
+                  custom_ops=settings.custom_ops, reuse_prefix=settings.one_at_a_time or settings.all_but_one)
     ev = CagedEvaluator(setup, graph)
     wanted = variants(settings.precisions, settings.sparsity)
     units = {v: [layer.index for layer in graph.main.layers if applicable(ev.rewriter, layer, c)]
@@ -145,6 +145,7 @@ def analyze_sensitivity(graph: LayerGraph, model: bytes, data: Dataset, settings
     results, cached = evaluate_all(ev, tasks, jobs=settings.jobs, cache=cache, progress=tick, tolerate=True)
     failed = {k: v["error"] for k, v in results.items() if "error" in v}  # the interpreter could not run them
     results = {k: v for k, v in results.items() if k not in failed}
+    results.update({("uniform", k[1]): v["score"] for k, v in results.items() if k[0] == "local" and "score" in v})
     baseline = ev.baseline()
     layers = _layers(graph, ev, wanted, units, results, baseline, settings, failed)
     notes = tuple(f"{v}: no layer it applies to" for v, u in units.items() if not u)
@@ -168,8 +169,7 @@ def _tasks(wanted: Mapping[str, LayerChoice], units: Mapping[str, list[int]],
     for v, choice in wanted.items():
         if not units[v]:
             continue
-        everything = {i: choice for i in units[v]}
-        tasks.append(Task(("uniform", v), everything))
+        everything = {i: choice for i in units[v]}  # the local run also scores the uniform configuration
         tasks.append(Task(("local", v), everything, local=True, probe=tuple(units[v])))
         if settings.one_at_a_time:
             tasks.extend(Task(("one", v, i), {i: choice}) for i in units[v])

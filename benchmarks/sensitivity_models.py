@@ -46,7 +46,7 @@ def digits_cnn(out: str) -> None:
 
 
 def mobilenet_v2(out: str) -> None:
-    """keras.applications MobileNetV2 1.0 at 224x224, weights=None, 16 random images.
+    """keras.applications MobileNetV2 1.0 at 224x224, weights=None, 32 random images.
 
     Freshly initialised, its BatchNormalization layers hold mean 0 / variance 1, and the
     activations shrink block by block until, past block 13, float32 carries almost no
@@ -58,7 +58,7 @@ def mobilenet_v2(out: str) -> None:
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
-    x = np.random.default_rng(0).uniform(-1, 1, (16, 224, 224, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 224, 224, 3)).astype("float32")
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0

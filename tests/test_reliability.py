@@ -360,3 +360,21 @@ def test_sensitivity_leaves_out_the_evaluations_that_crash_and_says_so(models, t
     assert any("failed in the LiteRT interpreter" in n and "SIGABRT" in n for n in sens["notes"])
     measured = [s for s in sens["layers"] if s["one_at_a_time"]]
     assert measured and len(measured) < len(sens["layers"])  # the rest of the table is there
+
+
+def test_a_float16_weight_whose_data_does_not_fit_its_shape_is_a_format_error(models, tmp_path):
+    """Found by fuzzing (issue 15): a mutated shape of a float16 weight read through
+    DEQUANTIZE, which LiteRT's loader accepts, crashed the normalisation (exit 3)."""
+    model = unpack(Path(models["float16_cnn"]).read_bytes())
+    sg = model.subgraphs[0]
+    deq = next(op for op in sg.operators
+               if model.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.DEQUANTIZE)
+    weight = sg.tensors[deq.inputs[0]]
+    weight.shape = [int(d) for d in weight.shape][:-1] + [1]  # more data than the shape needs: LiteRT loads it
+    bad = _write(model, tmp_path / "bad_shape.tflite")
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    code, _, err = run_cli(bad, "--data", tmp_path / "x.npz", "--precisions", "int8", "--local-only", "--no-cache")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "bad_shape.tflite" in lines[0] and "bytes of data for shape" in lines[0]

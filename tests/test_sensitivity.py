@@ -48,9 +48,9 @@ def test_every_layer_every_variant(cnn, result):
         assert by_index[i].weight_bytes > 0 and by_index[i].params > 0
     add = next(s for s in res.layers if s.op == "ADD")
     assert set(add.one_at_a_time) == {"int8"}  # weight-only variants do not apply to ADD
-    # 4 variants: uniform + local + one per layer + all-but-one per layer
+    # 4 variants: local (which also scores the uniform configuration) + one per layer + all-but-one per layer
     n = {v: sum(v in s.one_at_a_time for s in res.layers) for v in res.variants}
-    assert res.evaluations == sum(2 + 2 * k for k in n.values())
+    assert res.evaluations == sum(1 + 2 * k for k in n.values()) and not res.notes
 
 
 def test_precision_order_is_physical(result):
@@ -162,3 +162,37 @@ def test_metric_function_failures(tmp_path, monkeypatch):
                           ("missing", "cannot import")):
         with pytest.raises(MetricError, match=message):
             Metric(None, f"mymetrics:{name}").score(out, out)
+
+
+def test_an_evaluation_from_a_cut_scores_what_the_whole_model_scores(cnn, result):
+    """The float activations kept at the cuts feed the ops from a configuration's first
+    change on: the same numbers as running the whole rewritten model, for every layer at
+    int8 (activations too: a quantized tensor's earlier readers move the cut before them),
+    int4 and a two-layer configuration; batches of 32 + 16 samples (copies of the kept
+    activations, not views)."""
+    res, _ = result
+    ranges = _ranges(cnn, res)
+    cut = Evaluator(Setup(cnn.model_bytes(), "cnn", _data(48), ranges, None, None), cnn)
+    whole = Evaluator(Setup(cnn.model_bytes(), "cnn", _data(48), ranges, None, None, reuse_prefix=False), cnn)
+    assert cut.cut_points and not whole.cut_points
+    assert cut.baseline() == whole.baseline()
+    units = [s.index for s in res.layers if "int8" in s.one_at_a_time]
+    configs = [{i: PRECISIONS[p].choice} for i in units for p in ("int8", "int4")
+               if PRECISIONS[p].choice.activations != "float" or cut.rewriter.weights_of(cnn.main.layers[i])]
+    configs.append({units[-1]: PRECISIONS["int8"].choice, units[-2]: PRECISIONS["int4"].choice})
+    for config in configs:
+        a, b = cut.run(Task(("x",), config)), whole.run(Task(("x",), config))
+        assert a["sqnr_db"] == pytest.approx(b["sqnr_db"], abs=1e-6), config
+    everything = {i: PRECISIONS["int8"].choice for i in units}  # the local run scores the whole configuration
+    local = cut.run(Task(("l",), everything, local=True, probe=tuple(units)))
+    assert local["score"] == whole.run(Task(("u",), everything))
+
+
+def test_no_cut_in_a_model_with_state(models):
+    from analyzer.simulation.rewrite import Rewriter
+
+    lstm = read(models["lstm"])  # its LSTM keeps state in variable tensors
+    assert any(t.is_variable for t in lstm.main.tensors) and Rewriter(lstm.model_bytes(), lstm, {}).cuts() == {}
+    cnn = read(models["float_cnn"])
+    cuts = Rewriter(cnn.model_bytes(), cnn, {}).cuts()
+    assert cuts and all(k > 0 and v for k, v in cuts.items())

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
-from analyzer.errors import UnsupportedModelError
+from analyzer.errors import ModelFormatError, UnsupportedModelError
 from analyzer.graph import LayerGraph
 
 PLACEHOLDER_FOR_GREATER_OP_CODES = 127  # schema.fbs: codes above it live in builtin_code only
@@ -137,7 +137,7 @@ def _fold_decoders(model: fb.ModelT, graph: LayerGraph, origin: list[int]) -> st
                 if src.type != fb.TensorType.FLOAT16 or dst.type != fb.TensorType.FLOAT32 or src.sparsity is not None:
                     keep.append(op)  # int8 weight-only weights stay as they are (a quantized model)
                     continue
-                values = _constant(model, src, np.float16).astype(np.float32)
+                values = _constant(model, src, np.float16, graph.info.path).astype(np.float32)
                 folded["float16"] += 1
             else:
                 if dense_values is None:
@@ -164,9 +164,16 @@ def _is_constant(model: fb.ModelT, t: fb.TensorT) -> bool:
     return data is not None and len(data) > 0
 
 
-def _constant(model: fb.ModelT, t: fb.TensorT, dtype) -> np.ndarray:
+def _constant(model: fb.ModelT, t: fb.TensorT, dtype, path: str) -> np.ndarray:
     raw = np.asarray(model.buffers[t.buffer].data, dtype=np.uint8)
-    return raw.view(dtype).reshape(list(t.shape) if t.shape is not None else [])
+    shape = [int(d) for d in t.shape] if t.shape is not None else []
+    need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if raw.size != need or any(d < 0 for d in shape):
+        from analyzer.readers.tflite import escaped_name
+
+        raise ModelFormatError(f"{path}: constant tensor {escaped_name(t.name)!r} has {raw.size} bytes of data for "
+                               f"shape {shape} of {np.dtype(dtype).name} ({need} bytes)")
+    return raw.view(dtype).reshape(shape)
 
 
 _TENSOR_TYPES = {np.dtype(np.float32): fb.TensorType.FLOAT32, np.dtype(np.float16): fb.TensorType.FLOAT16,

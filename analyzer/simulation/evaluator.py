@@ -8,6 +8,7 @@ worker processes that each build their own Evaluator once, and keeps every resul
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +27,37 @@ from analyzer.simulation.rewrite import Rewriter
 from analyzer.simulation.runner import Runner
 
 
+# The float activations an Evaluator keeps for cut evaluations: at most this share of the free
+# memory, and at most TAP_BYTES_MAX (each worker process keeps its own).
+TAP_MEMORY_SHARE = 0.05
+TAP_BYTES_MAX = 768 * 2**20
+
+
+def _affordable(cuts: Mapping[int, tuple[int, ...]], graph: LayerGraph, samples: int) -> list[int]:
+    """The cuts whose kept activations fit the budget, latest first (a late cut saves the
+    most ops per byte kept); the first op is never a useful cut."""
+    from analyzer.simulation.runner import available_memory
+
+    free = available_memory() or 0
+    budget = min(TAP_BYTES_MAX, TAP_MEMORY_SHARE * free)
+    tensors = graph.main.tensors
+    kept: set[int] = set()
+    total = 0
+    chosen = []
+    for k in sorted(cuts, reverse=True):
+        new = set(cuts[k]) - kept
+        extra = sum(tensors[t].nbytes for t in new) * samples
+        if total + extra > budget:
+            break
+        kept |= new
+        total += extra
+        chosen.append(k)
+    return chosen
+
+
+_CHUNK = 1 << 16  # elements per partial sum of a local error (float32 dot products, exact enough at this size)
+
+
 @dataclass(frozen=True)
 class Task:
     """One evaluation: ``config`` (layer index -> choice); ``local`` asks for per-layer output
@@ -38,7 +70,8 @@ class Task:
 
     def identity(self) -> str:
         cfg = sorted((i, c.to_dict()) for i, c in self.config.items())
-        return json.dumps({"config": cfg, "local": self.local, "probe": list(self.probe)}, sort_keys=True)
+        local = 2 if self.local else False  # 2: a local result also holds the configuration's "score"
+        return json.dumps({"config": cfg, "local": local, "probe": list(self.probe)}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -55,6 +88,7 @@ class Setup:
     threads: int = 1
     range_method: str = "minmax"
     custom_ops: tuple[str, ...] = ()  # registerers of custom-op kernels (analyzer.simulation.interpreter)
+    reuse_prefix: bool = True  # keep float activations and run evaluations from their first compressed layer
 
 
 class Evaluator:
@@ -65,31 +99,70 @@ class Evaluator:
         self.runner = Runner(self.graph, setup.data, batch=setup.batch, threads=setup.threads,
                              custom_ops=setup.custom_ops)
         self.metric = Metric(setup.metric_labels, setup.metric_fn)
-        self.reference = self.runner.outputs(setup.model)
+        self.cut_points: list[int] = []  # ops before which the float activations are kept
+        self._taps: dict[int, list[np.ndarray]] = {}
+        self._slices: list[slice] = []
+        self.reference = self._reference_run()
+
+    def _reference_run(self) -> list[np.ndarray]:
+        """The float model's outputs; on the way, the float activations at the cuts that fit
+        in the memory budget, so that an evaluation runs only the ops from its first
+        compressed layer on (the same result: the ops before it compute what they computed)."""
+        cuts = self.rewriter.cuts() if self.setup.reuse_prefix else {}
+        chosen = _affordable(cuts, self.graph, len(self.setup.data))
+        if not chosen:
+            return self.runner.outputs(self.setup.model)
+        inputs = {inp.index for inp in self.runner.inputs}
+        taps = tuple(sorted({t for k in chosen for t in cuts[k] if t not in inputs}))
+        try:
+            reference, self._taps, self._slices = self.runner.tapped(
+                self.rewriter.tapped(taps), len(self.graph.main.outputs), taps)
+        except (RuntimeError, ValueError):  # not with extra outputs: the plain run says what is wrong, if anything
+            return self.runner.outputs(self.setup.model)
+        self.cut_points = sorted(chosen)
+        return reference
 
     def baseline(self) -> Score:
         return self.metric.score(self.reference, self.reference)
 
     def run(self, task: Task) -> dict:
-        built = self.rewriter.build(task.config, shadow=task.probe if task.local else ())
         if task.local:
-            return self._local(built)
+            return self._local(self.rewriter.build(task.config, shadow=task.probe))
+        first = self.rewriter.first_change(task.config) if task.config else -1
+        cut = bisect.bisect_right(self.cut_points, first) - 1
+        if cut >= 0:  # run from the cut on, fed the float activations there
+            k = self.cut_points[cut]
+            built = self.rewriter.build(task.config, cut=k)
+            feeds = {t: self._taps.get(t) for t in self.rewriter.cuts()[k]}
+            try:
+                return self.metric.score(self.reference, self.runner.replay(built.model, feeds, self._slices)).to_dict()
+            except (RuntimeError, ValueError):  # the cut model does not run here: whole models from now on
+                self.cut_points, self._taps = [], {}
+        built = self.rewriter.build(task.config)
         return self.metric.score(self.reference, self.runner.outputs(built.model)).to_dict()
+
+    def set_threads(self, threads: int) -> None:
+        self.runner.threads = threads
 
     def _local(self, built) -> dict:
         """Per shadowed layer: its output as the next layer reads it, against the float op on
-        the same inputs (the layer's own error, not what earlier layers added)."""
+        the same inputs (the layer's own error, not what earlier layers added); and under
+        ``"score"`` the model's score with the whole configuration (the same run: the float
+        twins change no output)."""
         sums: dict[int, list[float]] = {i: [0.0, 0.0, 0] for i in built.shadows}
 
         def accumulate(i: int, ref: np.ndarray, x: np.ndarray) -> None:
-            r = ref.reshape(-1)
-            err = (x.reshape(-1) - r).astype(np.float64)
+            r, y = ref.reshape(-1), x.reshape(-1)
             s = sums[i]
-            s[0] += float(np.dot(r.astype(np.float64), r))
-            s[1] += float(np.dot(err, err))
-            s[2] += err.size
+            for start in range(0, r.size, _CHUNK):  # float32 products, summed per chunk in float64
+                a = r[start:start + _CHUNK]
+                err = y[start:start + _CHUNK] - a
+                s[0] += float(np.dot(a, a))
+                s[1] += float(np.dot(err, err))
+            s[2] += r.size
 
-        self.runner.compare(built.model, built.shadows, accumulate, preserve=False)
+        outputs = self.runner.compare(built.model, built.shadows, accumulate, preserve=False,
+                                      outputs=len(self.reference))
         layers = self.graph.main.layers
         result = {}
         for i, (signal, noise, n) in sums.items():
@@ -105,6 +178,7 @@ class Evaluator:
             else:
                 snr = min(SQNR_CAP_DB, 10 * math.log10(signal / noise))
             result[str(i)] = {"sqnr_db": round(snr, 4), "rmse": rmse, "rmse_scale": rmse / step if step else None}
+        result["score"] = self.metric.score(self.reference, outputs).to_dict()
         return result
 
 
@@ -251,6 +325,7 @@ def _run_in_cages(evaluator: Evaluator | CagedEvaluator, tasks: list[Task], jobs
     import queue
     import threading
 
+    from analyzer.errors import InterpreterError
     from analyzer.simulation.cage import Cage
 
     setup = replace(evaluator.setup, threads=1, ranges=dict(evaluator.setup.ranges))
@@ -263,10 +338,16 @@ def _run_in_cages(evaluator: Evaluator | CagedEvaluator, tasks: list[Task], jobs
     errors: list[BaseException] = []
     cages: list[Cage] = []
 
-    def work() -> None:
+    own = getattr(evaluator, "_cage", None)  # a CagedEvaluator's worker is the first of them, on one thread
+
+    def work(k: int) -> None:
         cage = None
         try:
-            cage = Cage(setup.path, Evaluator, setup, what="running the float model on the data")
+            if k == 0 and own is not None:
+                cage = own
+                cage.call("set_threads", 1, what="starting")
+            else:
+                cage = Cage(setup.path, Evaluator, setup, what="running the float model on the data")
             with lock:
                 cages.append(cage)
             while not stop.is_set():
@@ -282,10 +363,17 @@ def _run_in_cages(evaluator: Evaluator | CagedEvaluator, tasks: list[Task], jobs
                 errors.append(exc)
             stop.set()
         finally:
-            if cage is not None:
+            if cage is own and cage is not None:
+                if stop.is_set():
+                    return  # killed: the evaluator starts it again when next asked
+                try:
+                    cage.call("set_threads", evaluator.setup.threads, what="finishing")
+                except InterpreterError:
+                    pass
+            elif cage is not None:
                 cage.close()
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"evaluator-{k}") for k in range(jobs)]
+    threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"evaluator-{k}") for k in range(jobs)]
     for t in threads:
         t.start()
     def stop_all() -> None:

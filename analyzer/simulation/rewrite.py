@@ -98,6 +98,8 @@ class Rewriter:
             raise UnsupportedModelError(f"{graph.info.path}: simulation needs the weights inside the "
                                         "flatbuffer (a model under 2 GB)")
         self._weights: dict[tuple[int, LayerChoice], np.ndarray] = {}
+        self._cuts: dict[int, tuple[int, ...]] | None = None
+        self._first_reader: dict[int, int] = {}
         uses = Counter(t.buffer for sg in self.base.subgraphs for t in sg.tensors)
         self._shared = {b for b, n in uses.items() if b and n > 1}
         require_float(graph)
@@ -130,7 +132,57 @@ class Rewriter:
         return list(dict.fromkeys(i for i in ids if not tensors[i].is_constant and tensors[i].dtype == "float32"
                                   and i in self.ranges))
 
-    def build(self, config: Mapping[int, LayerChoice], shadow: tuple[int, ...] = ()) -> Built:
+    def cuts(self) -> dict[int, tuple[int, ...]]:
+        """Op index ``k`` -> the tensors the ops from ``k`` on read from before it (float
+        activations, or model inputs), for every ``k`` where the rest of the main subgraph
+        can run alone on them: no state (variable tensors) and no model output computed
+        before ``k``. Empty for a model with state."""
+        if self._cuts is not None:
+            return self._cuts
+        sg = self.graph.main
+        tensors, layers = sg.tensors, sg.layers
+        self._cuts = {}
+        if any(t.is_variable or t.dtype in ("resource", "variant") for t in tensors):
+            return self._cuts
+        producer: dict[int, int] = {}
+        last_read: dict[int, int] = {}
+        for j, layer in enumerate(layers):
+            for t in layer.inputs:
+                if t >= 0 and not tensors[t].is_constant:
+                    last_read[t] = j
+            for t in layer.outputs:
+                if t >= 0:
+                    producer[t] = j
+        self._first_reader = {}
+        for j, layer in enumerate(layers):
+            for t in layer.inputs:
+                self._first_reader.setdefault(t, j)
+        outputs_at = [producer.get(t, -1) for t in sg.outputs]
+        for k in range(1, len(layers)):
+            if min(outputs_at, default=k) < k:
+                break  # an output computed before k: a later cut cannot give it either
+            self._cuts[k] = tuple(sorted(t for t, last in last_read.items() if last >= k and producer.get(t, -1) < k))
+        return self._cuts
+
+    def first_change(self, config: Mapping[int, LayerChoice]) -> int:
+        """The first op whose result ``config`` changes: its first layer, or an earlier reader
+        of a tensor it quantizes (every reader reads the quantized value)."""
+        self.cuts()
+        first = min(config, default=len(self.graph.main.layers))
+        for t in self._activation_dtypes(config):
+            first = min(first, self._first_reader.get(t, first))
+        return first
+
+    def tapped(self, taps: tuple[int, ...]) -> bytes:
+        """The float model with ``taps`` (activation tensors) as extra outputs after its own."""
+        model = copy.copy(self.base)
+        sg = copy.copy(self.base.subgraphs[0])
+        sg.outputs = list(sg.outputs) + [t for t in taps if t not in set(sg.outputs)]
+        model.subgraphs = [sg, *self.base.subgraphs[1:]]
+        model.signatureDefs = []
+        return pack(model)
+
+    def build(self, config: Mapping[int, LayerChoice], shadow: tuple[int, ...] = (), cut: int = 0) -> Built:
         """The model with ``config[layer index]`` applied to each listed main-subgraph layer.
 
         Each layer in ``shadow`` also gets a float twin: the same op with its original
@@ -138,6 +190,10 @@ class Rewriter:
         Comparing the two outputs gives the layer's own error, as QuantizationDebugger's
         numeric verification does. Both become extra model outputs (after the original ones),
         so a delegate cannot hide them.
+
+        ``cut`` (a key of :meth:`cuts`, at most the first layer ``config`` changes) keeps only
+        the ops from ``cut`` on: the model's inputs become the tensors they read from before
+        it, which the float model computes (no signature: it is run by tensor index).
         """
         model = copy.copy(self.base)
         model.buffers = list(self.base.buffers)
@@ -148,13 +204,17 @@ class Rewriter:
             if choice.touches_weights:
                 for t, axis in self.weights_of(layers[index]):
                     self._replace_weights(model, sg, t, axis, choice)
+        if cut:
+            if self.first_change(config) < cut or cut not in self.cuts() or shadow:
+                raise ValueError(f"cannot cut before op {cut} for this configuration")
+            sg.inputs = list(self.cuts()[cut])
         quantized = self._activation_dtypes(config)
-        consumed, origin = self._insert_qdq(sg, quantized)
+        consumed, origin = self._insert_qdq(sg, quantized, cut)
         shadows = self._add_shadows(model, sg, consumed, origin, shadow) if shadow else {}
         if shadows:  # as model outputs they survive any delegate: no need to preserve all tensors
             sg.outputs = list(sg.outputs) + [t for pair in shadows.values() for t in pair]
         model.subgraphs = [sg, *self.base.subgraphs[1:]]
-        model.signatureDefs = self._signatures(consumed)
+        model.signatureDefs = [] if cut else self._signatures(consumed)
         return Built(pack(model), consumed, shadows)
 
     def _replace_weights(self, model, sg, t: int, axis: int, choice: LayerChoice) -> None:
@@ -190,13 +250,14 @@ class Rewriter:
         self.base.operatorCodes.append(oc)
         return len(self.base.operatorCodes) - 1
 
-    def _insert_qdq(self, sg, quantized: dict[int, str]) -> tuple[dict[int, int], list[int | None]]:
-        """Q/DQ pairs after each quantized tensor's producer; readers rewired. Returns the
-        tensor map and, per op of the new list, the index of the original op it is (or None)."""
+    def _insert_qdq(self, sg, quantized: dict[int, str], start: int = 0) -> tuple[dict[int, int], list[int | None]]:
+        """Q/DQ pairs after each quantized tensor's producer (at the start for a subgraph
+        input); readers rewired; the ops from ``start`` on. Returns the tensor map and, per op
+        of the new list, the index of the original op it is (or None)."""
         base_ops = self.base.subgraphs[0].operators
         if not quantized:
-            sg.operators = list(base_ops)
-            return {}, list(range(len(base_ops)))
+            sg.operators = list(base_ops[start:])
+            return {}, list(range(start, len(base_ops)))
         consumed: dict[int, int] = {}
         pairs: dict[int, list] = {}
         for t, dtype in sorted(quantized.items()):
@@ -205,7 +266,8 @@ class Rewriter:
             pairs[t] = [q_op, dq_op]
         ops = [op for t in sg.inputs if t in pairs for op in pairs.pop(t)]
         origin: list[int | None] = [None] * len(ops)
-        for index, op in enumerate(base_ops):
+        for index in range(start, len(base_ops)):
+            op = base_ops[index]
             if any(i in consumed for i in op.inputs):
                 op = copy.copy(op)
                 op.inputs = [consumed.get(int(i), int(i)) for i in op.inputs]
@@ -215,6 +277,8 @@ class Rewriter:
                 for inserted in pairs.pop(int(t), ()):
                     ops.append(inserted)
                     origin.append(None)
+        if pairs and start:  # a quantized tensor computed before the cut that the cut does not feed
+            raise ValueError(f"tensors {sorted(pairs)} are computed before op {start}")
         sg.operators = ops
         sg.outputs = [consumed.get(int(t), int(t)) for t in sg.outputs]
         return consumed, origin

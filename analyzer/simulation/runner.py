@@ -182,28 +182,86 @@ class Runner:
         """Each model output over all samples (stacked along the batch axis), as float32."""
         chunks: list[list[np.ndarray]] = []
         for it, sl in self.invocations(model):
-            details = it.get_output_details()
-            if not chunks:
-                chunks = [[] for _ in details]
-            for k, d in enumerate(details):
-                a = _dequantized(it.get_tensor(d["index"]), d)
-                if a.ndim == 0 or (sl.stop - sl.start == 1 and a.shape[0] != 1):
-                    a = a[None]  # an output without a batch axis (a scalar score): one per sample
-                chunks[k].append(a)
+            _collect_outputs(it, sl, chunks)
+        return [np.concatenate(c) for c in chunks]
+
+    def tapped(self, model: bytes, outputs: int, taps: tuple[int, ...]
+               ) -> tuple[list[np.ndarray], dict[int, list[np.ndarray]], list[slice]]:
+        """Run ``model`` (one whose first ``outputs`` outputs are the model's and the rest
+        ``taps``): the model outputs over all samples, each tap's value per invoke (copies),
+        and the sample slices of the invokes, for :meth:`replay`."""
+        for copy in (len(self.data) > self.batch, True):
+            chunks: list[list[np.ndarray]] = []
+            saved: dict[int, list[np.ndarray]] = {t: [] for t in taps}
+            slices: list[slice] = []
+            for it, sl in self.invocations(model):
+                _collect_outputs(it, sl, chunks, outputs)
+                for t in taps:  # one invoke: views of the interpreter's buffers, kept with it
+                    saved[t].append(np.array(it.tensor(t)()) if copy else it.tensor(t)())
+                slices.append(sl)
+            if copy or len(slices) == 1:
+                self._kept = None if copy else it
+                return [np.concatenate(c) for c in chunks], saved, slices
+        raise AssertionError("unreachable")
+
+    def replay(self, model: bytes, feeds: Mapping[int, list[np.ndarray] | None], slices: list[slice]
+               ) -> list[np.ndarray]:
+        """Run ``model`` (the rest of a graph after a cut) with its inputs (tensor index ->
+        value per invoke, None for a model input, taken from the data) on the invokes of
+        :meth:`tapped`, in the mode that run used; its outputs over all samples."""
+        by_index = {inp.index: inp for inp in self.inputs}
+        it = self._interpreter(model, False, self.delegates)
+        chunks: list[list[np.ndarray]] = []
+        shapes = None
+        for j, sl in enumerate(slices):
+            values = {t: (v[j] if v is not None else by_index[t].batch(self.data.inputs[by_index[t].name], sl))
+                      for t, v in feeds.items()}
+            now = {t: v.shape for t, v in values.items()}
+            if now != shapes:
+                for t, v in values.items():
+                    it.resize_tensor_input(t, list(v.shape), strict=False)
+                with quiet_native_stderr():
+                    it.allocate_tensors()
+                shapes = now
+            for t, v in values.items():
+                it.set_tensor(t, v)
+            it.invoke()
+            _collect_outputs(it, sl, chunks)
         return [np.concatenate(c) for c in chunks]
 
     def compare(self, model: bytes, pairs: Mapping[int, tuple[int, int]],
-                accumulate: Callable[[int, np.ndarray, np.ndarray], None], *, preserve: bool = True) -> None:
+                accumulate: Callable[[int, np.ndarray, np.ndarray], None], *, preserve: bool = True,
+                outputs: int = 0) -> list[np.ndarray]:
         """Run ``model`` (with all tensors kept unless the compared ones are model outputs);
         for each ``key -> (reference tensor, tensor)`` call ``accumulate(key, reference
-        value, value)`` per batch."""
-        for it, _ in self.invocations(model, preserve=preserve):
+        value, value)`` per batch, with views of the interpreter's buffers (valid during the
+        call: no copy). Returns the first ``outputs`` model outputs over all samples, as
+        :meth:`outputs` does (the same run gives the model's score)."""
+        chunks: list[list[np.ndarray]] = []
+        for it, sl in self.invocations(model, preserve=preserve):
             for key, (ref, t) in pairs.items():
                 try:
-                    a, b = it.get_tensor(ref), it.get_tensor(t)
+                    a, b = it.tensor(ref)(), it.tensor(t)()
                 except ValueError:  # not materialised by the runtime
                     continue
                 accumulate(key, a, b)
+                del a, b  # no view may outlive the invoke: the next one refuses to run while it does
+            if outputs:
+                _collect_outputs(it, sl, chunks, outputs)
+        return [np.concatenate(c) for c in chunks]
+
+
+def _collect_outputs(it, sl: slice, chunks: list[list[np.ndarray]], first: int | None = None) -> None:
+    """Append this invoke's model outputs (the ``first`` ones) to ``chunks``, as float32 with
+    a batch axis."""
+    details = it.get_output_details()[:first]
+    if not chunks:
+        chunks.extend([] for _ in details)
+    for k, d in enumerate(details):
+        a = _dequantized(it.get_tensor(d["index"]), d)
+        if a.ndim == 0 or (sl.stop - sl.start == 1 and a.shape[0] != 1):
+            a = a[None]  # an output without a batch axis (a scalar score): one per sample
+        chunks[k].append(a)
 
 
 @contextlib.contextmanager
