@@ -13,6 +13,10 @@ and the demo's recommender/demo.py), as .keras files and their float .tflite.
 3. The writer: the recommended configuration written by ai-edge-quantizer against this
    project's rewrite (the simulation: fake-quantized float weights, QUANTIZE/DEQUANTIZE
    pairs): bytes, held-out accuracy, seconds, layers each writes compressed.
+
+``python benchmarks/bench_recommend.py --speed [CORPUS]``: instead, the wall time of
+`recommend` on real vision models of the corpus (48 samples, cold, no cache) against
+ai-edge-quantizer's calibrate + quantize + validate on the same data.
 """
 
 from __future__ import annotations
@@ -147,5 +151,56 @@ def main() -> None:
                                 "rewrite layers"], disable_numparse=True))
 
 
+SPEED_MODELS = ("mp_hand_landmark_full", "mp_iris_landmark")  # 2.7 M and 0.65 M parameters, float16 / float32
+
+
+def speed(corpus: Path, samples: int = 48, floor_db: float = 25.0) -> None:
+    """``recommend`` on real vision models of the corpus (random inputs, ``samples`` of them),
+    cold and uncached, everything included, against ai-edge-quantizer's calibrate + quantize
+    + validate of its static int8 recipe on the same data (issue 16: recommend <= 60 s on a
+    2-3 M-parameter model on 2 cores)."""
+    import numpy as np
+
+    from analyzer.calibration import model_inputs
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-recommend-speed-") as tmp:
+        work = Path(tmp)
+        for name in SPEED_MODELS:
+            path = corpus / f"{name}.tflite"
+            if not path.exists():
+                print(f"{path}: not in the corpus (benchmarks/corpus/fetch.py): skipped", file=sys.stderr)
+                continue
+            graph = read(path)
+            rng = np.random.default_rng(0)
+            data = work / f"{name}.npz"
+            np.savez(data, **{i.name: rng.uniform(0, 1, (samples, *i.shape)).astype(np.float32)
+                              for i in model_inputs(graph)})
+            params = sum(t.elements for t in graph.main.tensors if t.is_constant)
+            start = time.perf_counter()
+            p = subprocess.run([PY, "-m", "recommender.cli", str(path), "--data", str(data), "--floor", str(floor_db),
+                                "--no-cache", "--format", "json", "--out", str(work / f"{name}.small.tflite"),
+                                "--report", str(work / f"{name}.html"), "--force"],
+                               cwd=ROOT, capture_output=True, text=True)
+            ours = time.perf_counter() - start
+            if p.returncode not in (0, 1):
+                raise SystemExit(f"recommend failed on {name}: {p.stderr[-1500:]}")
+            doc = json.loads(p.stdout)
+            out = subprocess.run([PY, "benchmarks/aeq_peer.py", str(path), str(data)], cwd=ROOT, capture_output=True,
+                                 text=True, check=True).stdout
+            aeq = json.loads(out.strip().splitlines()[-1])["seconds"]
+            rows.append([name, f"{params / 1e6:.2f} M", samples, f"{aeq:.1f}", f"{ours:.1f}",
+                         f"{doc['seconds'].get('search', 0):.1f}", f"{doc['search']['evaluations']}",
+                         f"{ours / aeq:.2f}x", "yes" if doc["met"] else "no"])
+            print(f"{name}: done", file=sys.stderr)
+    print(f"recommend (SQNR floor {floor_db:g} dB, {samples} random samples) against ai-edge-quantizer's static "
+          "int8 calibrate + quantize + validate, cold processes, no cache")
+    print(tabulate(rows, headers=["model", "params", "samples", "ai-edge-quantizer s", "recommend s (all)",
+                                  "of which search s", "evaluations", "ratio", "floor met"], disable_numparse=True))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--speed"]:
+        speed(Path(sys.argv[2]) if len(sys.argv) > 2 else Path.home() / ".cache" / "compression-advisor" / "corpus")
+    else:
+        main()

@@ -77,6 +77,7 @@ class Candidate:
     holdout_metric: float | None = None
     latency_us: float | None = None  # predicted, when a latency profile is in use
     failed: str | None = None  # the interpreter could not run it (metric -inf: never meets a floor)
+    bound: int | None = None  # stopped after this many samples: the floor was out of reach; metric is an upper bound
 
     def to_dict(self) -> dict[str, Any]:
         out = {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
@@ -85,6 +86,8 @@ class Candidate:
                "config": self.config.to_dict()}
         if self.failed:
             out["failed"] = self.failed
+        if self.bound:
+            out["bound"] = self.bound
         return out
 
 
@@ -162,7 +165,8 @@ class _Run:
         self.ev = CagedEvaluator(Setup(model, graph.info.path, self.search_data, ranges, self.search_data.labels, metric_fn,
                                   threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
         self.hold = CagedEvaluator(Setup(model, graph.info.path, self.holdout_data, ranges, self.holdout_data.labels,
-                                    metric_fn, threads=max(1, settings.jobs), custom_ops=settings.custom_ops), graph)
+                                    metric_fn, threads=max(1, settings.jobs), custom_ops=settings.custom_ops,
+                                    reuse_prefix=False), graph)  # whole configurations: no cut to gain from
         if not self.ev.metric.is_task_metric and settings.floor_relative is not None:
             raise UsageError("--floor-relative is a fraction of the float model's own score, which output SQNR does "
                              "not have: give --floor in dB, or --metric agreement|cosine (or labels, or --metric-fn)")
@@ -174,6 +178,7 @@ class _Run:
         self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
         self.failures: list[str] = []  # what the interpreter said of each evaluation it could not run
+        self.floor: float | None = None  # set once the float model's score is known
         self.latency: tuple[dict[int, list[float]], float] | None = None
         if settings.max_latency_us is not None or settings.latency_profile is not None:
             from analyzer.latency.predictor import LatencyPredictor
@@ -221,10 +226,14 @@ class _Run:
         config = CompressionConfig(choices, how)
         key = config.key()
         if key not in self.seen:
-            score = self.run_tasks(self.ev, [Task(("cfg", key), config.choices)], essential=essential)["cfg", key]
+            # a searched candidate stops once it cannot reach the floor; a preset is measured in full (a baseline)
+            early = self.floor if not how.startswith(("preset:", "float")) else None
+            task = Task(("cfg", key), config.choices, floor=early)
+            score = self.run_tasks(self.ev, [task], essential=essential)["cfg", key]
             self.seen[key] = Candidate(config, self.space.size(config.choices), self.space.compressed(config.choices),
                                        score.get("metric", -math.inf), how, None,
-                                       self.predicted_latency(dict(config.choices)), score.get("error"))
+                                       self.predicted_latency(dict(config.choices)), score.get("error"),
+                                       score.get("bound"))
         return self.seen[key]
 
     def holdout(self, c: Candidate) -> Candidate:
@@ -253,6 +262,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
     base, base_hold = r.ev.baseline().metric, r.hold.baseline().metric
     floor = settings.floor if settings.floor is not None else settings.floor_relative * base
     hold_floor = settings.floor if settings.floor is not None else settings.floor_relative * base_hold
+    r.floor = floor
     float_bytes = r.space.size({})
     notes: list[str] = []
 
@@ -307,7 +317,8 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                              f"({checked.holdout_metric:.4g} < {hold_floor:.4g})")
     if not r.seen:
         raise KeyboardInterrupt
-    best_effort = chosen or max(r.seen.values(), key=lambda c: (c.metric, -c.bytes))
+    exact = [c for c in r.seen.values() if not c.bound] or list(r.seen.values())
+    best_effort = chosen or max(exact, key=lambda c: (c.metric, -c.bytes))
     if not interrupted and best_effort.holdout_metric is None:
         best_effort = r.holdout(best_effort)
     if settings.max_latency_us is not None:
@@ -455,7 +466,7 @@ def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patie
 
 def _pareto(cands) -> tuple[Candidate, ...]:
     """The non-dominated candidates: smaller, better and (when predicted) faster."""
-    cands = [c for c in cands if not c.failed]
+    cands = [c for c in cands if not c.failed and not c.bound]  # a bound is not a measurement
 
     def dominates(a: Candidate, b: Candidate) -> bool:
         la = a.latency_us if a.latency_us is not None else 0.0

@@ -196,3 +196,30 @@ def test_no_cut_in_a_model_with_state(models):
     cnn = read(models["float_cnn"])
     cuts = Rewriter(cnn.model_bytes(), cnn, {}).cuts()
     assert cuts and all(k > 0 and v for k, v in cuts.items())
+
+
+def test_an_evaluation_stops_once_the_floor_is_out_of_reach(cnn, result):
+    """With a floor, a run stops after the first batch whose bound (all the signal over the
+    noise so far, for SQNR) is below it; the bound is never below the full run's metric."""
+    res, _ = result
+    ev = Evaluator(Setup(cnn.model_bytes(), "cnn", _data(48), _ranges(cnn, res), None, None, batch=8), cnn)
+    config = {s.index: PRECISIONS["int4"].choice for s in res.layers if "int4" in s.one_at_a_time}
+    full = ev.run(Task(("x",), config))
+    assert "bound" not in full
+    stopped = ev.run(Task(("x",), config, floor=full["metric"] + 20))
+    assert stopped["bound"] == 8 and full["metric"] <= stopped["metric"] < full["metric"] + 20
+    met = ev.run(Task(("x",), config, floor=full["metric"] - 1))  # reachable: runs every sample
+    assert "bound" not in met and met["metric"] == pytest.approx(full["metric"])
+
+
+def test_metric_bounds_hold_for_every_prefix():
+    from analyzer.simulation.metrics import Metric
+
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(size=(20, 10)).astype(np.float32)]
+    out = [ref[0] + rng.normal(scale=0.3, size=(20, 10)).astype(np.float32)]
+    labels = rng.integers(0, 10, 20)
+    for metric in (Metric(None), Metric(labels), Metric(None, "agreement"), Metric(None, "cosine")):
+        final = metric.score(ref, out).metric
+        for done in range(1, 20):
+            assert metric.bound(ref, [out[0][:done]]) >= final - 1e-9, (metric.name, done)

@@ -22,7 +22,7 @@ from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.cache import ResultCache, data_digest, digest
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.fake_quant import activation_params
-from analyzer.simulation.metrics import SQNR_CAP_DB, Metric, Score
+from analyzer.simulation.metrics import SQNR_CAP_DB, Metric, Score, fidelity
 from analyzer.simulation.rewrite import Rewriter
 from analyzer.simulation.runner import Runner
 
@@ -33,18 +33,24 @@ TAP_MEMORY_SHARE = 0.05
 TAP_BYTES_MAX = 768 * 2**20
 
 
+MAX_CUTS = 16  # cuts kept at most, spread evenly over the ops: an evaluation runs at most 1/16 of them too many
+
+
 def _affordable(cuts: Mapping[int, tuple[int, ...]], graph: LayerGraph, samples: int) -> list[int]:
-    """The cuts whose kept activations fit the budget, latest first (a late cut saves the
-    most ops per byte kept); the first op is never a useful cut."""
+    """Up to MAX_CUTS cuts spread evenly over the ops, whose kept activations fit the budget,
+    latest first (a late cut saves the most ops per byte kept)."""
     from analyzer.simulation.runner import available_memory
 
     free = available_memory() or 0
     budget = min(TAP_BYTES_MAX, TAP_MEMORY_SHARE * free)
     tensors = graph.main.tensors
+    n = len(graph.main.layers)
+    ordered = sorted(cuts)
+    spread = {max((k for k in ordered if k <= q * n / (MAX_CUTS + 1)), default=0) for q in range(1, MAX_CUTS + 1)}
     kept: set[int] = set()
     total = 0
     chosen = []
-    for k in sorted(cuts, reverse=True):
+    for k in sorted(spread - {0}, reverse=True):
         new = set(cuts[k]) - kept
         extra = sum(tensors[t].nbytes for t in new) * samples
         if total + extra > budget:
@@ -67,11 +73,15 @@ class Task:
     config: Mapping[int, LayerChoice]
     local: bool = False
     probe: tuple[int, ...] = ()
+    floor: float | None = None  # stop once the metric cannot reach it (the result then holds "bound": samples)
 
     def identity(self) -> str:
         cfg = sorted((i, c.to_dict()) for i, c in self.config.items())
         local = 2 if self.local else False  # 2: a local result also holds the configuration's "score"
-        return json.dumps({"config": cfg, "local": local, "probe": list(self.probe)}, sort_keys=True)
+        doc = {"config": cfg, "local": local, "probe": list(self.probe)}
+        if self.floor is not None:
+            doc["floor"] = self.floor
+        return json.dumps(doc, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -130,16 +140,32 @@ class Evaluator:
             return self._local(self.rewriter.build(task.config, shadow=task.probe))
         first = self.rewriter.first_change(task.config) if task.config else -1
         cut = bisect.bisect_right(self.cut_points, first) - 1
+        stop = None
+        if task.floor is not None:
+            def stop(outputs: list[np.ndarray]) -> bool:  # noqa: E306 - the floor is out of reach already
+                bound = self.metric.bound(self.reference, outputs)
+                return bound is not None and bound < task.floor
         if cut >= 0:  # run from the cut on, fed the float activations there
             k = self.cut_points[cut]
             built = self.rewriter.build(task.config, cut=k)
             feeds = {t: self._taps.get(t) for t in self.rewriter.cuts()[k]}
             try:
-                return self.metric.score(self.reference, self.runner.replay(built.model, feeds, self._slices)).to_dict()
+                return self._score(self.runner.replay(built.model, feeds, self._slices, stop))
             except (RuntimeError, ValueError):  # the cut model does not run here: whole models from now on
                 self.cut_points, self._taps = [], {}
         built = self.rewriter.build(task.config)
-        return self.metric.score(self.reference, self.runner.outputs(built.model)).to_dict()
+        return self._score(self.runner.outputs(built.model, stop))
+
+    def _score(self, outputs: list[np.ndarray]) -> dict:
+        """The score over all samples; over the first ones only for a run stopped early: its
+        fidelity there, ``metric`` the best it could still have reached, and ``"bound"``
+        the number of samples run."""
+        done = len(outputs[0]) if outputs else 0
+        if not outputs or done >= len(self.reference[0]):
+            return self.metric.score(self.reference, outputs).to_dict()
+        partial = [r[:done] for r in self.reference]
+        score = Score(metric=self.metric.bound(self.reference, outputs), **fidelity(partial, outputs)).to_dict()
+        return {**score, "bound": done}
 
     def set_threads(self, threads: int) -> None:
         self.runner.threads = threads

@@ -118,6 +118,29 @@ class Metric:
         fid = fidelity(reference, outputs)
         return Score(metric=self.primary(outputs, fid), **fid)
 
+    def bound(self, reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> float | None:
+        """The best the primary metric can still reach over all of ``reference``'s samples
+        when ``outputs`` are those of the first ones (None: no bound, a user function).
+        SQNR: all the signal over the noise so far; accuracy, agreement, cosine: the
+        samples to come all perfect."""
+        n, done = len(reference[0]), len(outputs[0])
+        if self.fn is not None or not done:
+            return None
+        if self.kind == "sqnr":
+            signal = sum(float(np.sum(r.astype(np.float64) ** 2)) for r in reference)
+            noise = sum(float(np.sum((r[:done].astype(np.float64) - o) ** 2)) for r, o in zip(reference, outputs))
+            if noise == 0 or not math.isfinite(noise):
+                return SQNR_CAP_DB if noise == 0 else -SQNR_CAP_DB
+            return float(min(SQNR_CAP_DB, 10 * math.log10(signal / noise))) if signal > 0 else -SQNR_CAP_DB
+        first = outputs[0].reshape(done, -1)
+        if self.kind == "accuracy":
+            return float(((first.argmax(axis=1) == self.labels[:done]).sum() + n - done) / n)
+        if self.kind == "agreement":
+            ref = reference[0][:done].reshape(done, -1)
+            return float(((first.argmax(axis=1) == ref.argmax(axis=1)).sum() + n - done) / n)
+        fid = fidelity([r[:done] for r in reference], outputs)  # cosine: the mean over the samples so far
+        return (fid["cosine"] * done + n - done) / n
+
     def primary(self, outputs: Sequence[np.ndarray], fid: dict[str, float]) -> float:
         if self.fn is not None:
             return _call(self.fn_spec, self.fn, list(outputs), self.labels)

@@ -178,11 +178,14 @@ class Runner:
             it.invoke()
             yield it, sl
 
-    def outputs(self, model: bytes) -> list[np.ndarray]:
-        """Each model output over all samples (stacked along the batch axis), as float32."""
+    def outputs(self, model: bytes, stop: Callable[[list[np.ndarray]], bool] | None = None) -> list[np.ndarray]:
+        """Each model output over all samples (stacked along the batch axis), as float32;
+        with ``stop``, over the first samples only once ``stop(outputs so far)`` says so."""
         chunks: list[list[np.ndarray]] = []
         for it, sl in self.invocations(model):
             _collect_outputs(it, sl, chunks)
+            if stop is not None and sl.stop < len(self.data) and stop([np.concatenate(c) for c in chunks]):
+                break
         return [np.concatenate(c) for c in chunks]
 
     def tapped(self, model: bytes, outputs: int, taps: tuple[int, ...]
@@ -204,8 +207,8 @@ class Runner:
                 return [np.concatenate(c) for c in chunks], saved, slices
         raise AssertionError("unreachable")
 
-    def replay(self, model: bytes, feeds: Mapping[int, list[np.ndarray] | None], slices: list[slice]
-               ) -> list[np.ndarray]:
+    def replay(self, model: bytes, feeds: Mapping[int, list[np.ndarray] | None], slices: list[slice],
+               stop: Callable[[list[np.ndarray]], bool] | None = None) -> list[np.ndarray]:
         """Run ``model`` (the rest of a graph after a cut) with its inputs (tensor index ->
         value per invoke, None for a model input, taken from the data) on the invokes of
         :meth:`tapped`, in the mode that run used; its outputs over all samples."""
@@ -227,6 +230,8 @@ class Runner:
                 it.set_tensor(t, v)
             it.invoke()
             _collect_outputs(it, sl, chunks)
+            if stop is not None and sl.stop < len(self.data) and stop([np.concatenate(c) for c in chunks]):
+                break
         return [np.concatenate(c) for c in chunks]
 
     def compare(self, model: bytes, pairs: Mapping[int, tuple[int, int]],
