@@ -186,8 +186,12 @@ def speed(corpus: Path, samples: int = 48, floor_db: float = 25.0) -> None:
             if p.returncode not in (0, 1):
                 raise SystemExit(f"recommend failed on {name}: {p.stderr[-1500:]}")
             doc = json.loads(p.stdout)
-            out = subprocess.run([PY, "benchmarks/aeq_peer.py", str(path), str(data)], cwd=ROOT, capture_output=True,
-                                 text=True, check=True).stdout
+            from analyzer.readers.normalize import normalize
+
+            peer_model = work / f"{name}.float.tflite"  # the float model recommend searches: a signature, float32
+            peer_model.write_bytes(normalize(graph).model)  # weights (ai-edge-quantizer needs both); not timed
+            out = subprocess.run([PY, "benchmarks/aeq_peer.py", str(peer_model), str(data)], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout
             aeq = json.loads(out.strip().splitlines()[-1])["seconds"]
             rows.append([name, f"{params / 1e6:.2f} M", samples, f"{aeq:.1f}", f"{ours:.1f}",
                          f"{doc['seconds'].get('search', 0):.1f}", f"{doc['search']['evaluations']}",

@@ -378,3 +378,19 @@ def test_a_float16_weight_whose_data_does_not_fit_its_shape_is_a_format_error(mo
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert "bad_shape.tflite" in lines[0] and "bytes of data for shape" in lines[0]
+
+
+def test_an_op_without_an_inputs_vector_is_one_line_not_a_crash(models, tmp_path):
+    """Found by fuzzing: an op whose inputs vector is absent (LiteRT's loader accepts the
+    file) crashed the normalisation with a TypeError (exit 3)."""
+    model = unpack(Path(models["float16_cnn"]).read_bytes())
+    sg = model.subgraphs[0]
+    next(op for op in sg.operators
+         if model.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.DEQUANTIZE).inputs = None
+    bad = _write(model, tmp_path / "no_inputs.tflite")
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    code, _, err = run_cli(bad, "--data", tmp_path / "x.npz", "--precisions", "int8", "--local-only", "--no-cache")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert "no_inputs.tflite" in lines[0]

@@ -34,7 +34,20 @@ _DEQUANTIZE_VERSION = {"int8": 2, "int16": 3}
 
 
 def unpack(data: bytes) -> fb.ModelT:
-    return fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    """The object tree of a .tflite, with absent vectors (an op without inputs, a subgraph
+    without outputs) as empty lists, so that every reader of it can iterate them."""
+    model = fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model.buffers = model.buffers if model.buffers is not None else []
+    model.operatorCodes = model.operatorCodes if model.operatorCodes is not None else []
+    model.subgraphs = model.subgraphs if model.subgraphs is not None else []
+    for sg in model.subgraphs:
+        for name in ("tensors", "inputs", "outputs", "operators"):
+            if getattr(sg, name) is None:
+                setattr(sg, name, [])
+        for op in sg.operators:
+            op.inputs = op.inputs if op.inputs is not None else []
+            op.outputs = op.outputs if op.outputs is not None else []
+    return model
 
 
 def inline_buffers(model: fb.ModelT, data: bytes) -> bool:
