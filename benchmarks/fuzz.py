@@ -10,7 +10,8 @@ of its own. Every outcome is counted:
 - ``rejected``: exit 2 with one line on stderr (a typed error);
 - ``noisy``: exit 2 with more than one line (a rejection that is not one line: a defect);
 - ``crash``: a signal, exit 3 (internal error) or a traceback;
-- ``hang``: still running after ``--timeout`` seconds (killed).
+- ``hang``: still running after ``--timeout`` seconds, or three times the unmutated
+  model's own run of that command when that is longer (killed).
 
 Every crashing or hanging input is saved under ``--save`` with the command that failed.
 
@@ -205,7 +206,9 @@ def main() -> int:
     if args.json:
         record = {"seed": args.seed, "mutants": 0 if args.source else args.mutants, "source": args.source,
                   "offset": args.offset, "timeout_s": args.timeout, "max_mb": args.max_bytes,
-                  "seconds": round(time.perf_counter() - start, 1), "counts": counts}
+                  "seconds": round(time.perf_counter() - start, 1), "counts": counts,
+                  "longer_limits_s": {f"{c}:{m}": round(v, 1) for (c, m), v in sorted(LIMITS.items())
+                                      if v > args.timeout}}
         Path(args.json).write_text(json.dumps(record, indent=1))
     bad = sum(c.get("crash", 0) + c.get("hang", 0) + c.get("noisy", 0) for c in counts.values())
     return 1 if bad else 0
@@ -217,6 +220,7 @@ def fuzz(args) -> dict[str, dict[str, int]]:
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     pool: list[tuple[str, bytes, str | None]] = []
     counts: dict[str, Counter] = {}
+    limits = LIMITS
     accepted: list[tuple[str, str]] = []  # (mutant path, data path)
     start = time.perf_counter()
     try:
@@ -259,8 +263,9 @@ def fuzz(args) -> dict[str, dict[str, int]]:
 
             def one(item, cmd=cmd):
                 path, data = item
+                limit = _limit(cmd, _seed_name(path), data, args, work, limits)
                 out = tempfile.mkdtemp(prefix="out-", dir=work)
-                outcome, err = run_command(commands(cmd, path, data, out), args.timeout)
+                outcome, err = run_command(commands(cmd, path, data, out), limit)
                 shutil.rmtree(out, ignore_errors=True)
                 return path, outcome, err
 
@@ -274,6 +279,42 @@ def fuzz(args) -> dict[str, dict[str, int]]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {k: dict(v) for k, v in counts.items()}
+
+
+_LIMIT_LOCK = __import__("threading").Lock()
+LIMITS: dict[tuple[str, str], float] = {}  # (command, model) -> seconds a mutant may take
+
+
+def _limit(cmd: str, seed: str, data: str, args, work: Path, limits: dict) -> float:
+    """How long a mutant of ``seed`` may take under ``cmd`` before it counts as a hang:
+    ``--timeout``, or three times the unmutated model's own run when that is longer (a model
+    whose clean `analyze search` takes a minute is slow, not stuck). Measured once per
+    command and model."""
+    key = (cmd, seed)
+    with _LIMIT_LOCK:
+        if key not in limits:
+            original = _original(seed, Path(args.corpus) if args.corpus else None)
+            limits[key] = args.timeout
+            if original is not None:
+                out = tempfile.mkdtemp(prefix="clean-", dir=work)
+                start = time.perf_counter()
+                run_command(commands(cmd, original, data, out), 20 * args.timeout)
+                limits[key] = max(args.timeout, 3 * (time.perf_counter() - start))
+                shutil.rmtree(out, ignore_errors=True)
+    return limits[key]
+
+
+def _original(seed: str, corpus: Path | None) -> str | None:
+    """The unmutated model a mutant was made from: a corpus file or a test model."""
+    if corpus is not None and (corpus / f"{seed}.tflite").exists():
+        return str(corpus / f"{seed}.tflite")
+    from tests import zoo
+
+    if seed in zoo.BUILDERS:
+        from tests.conftest import build_models
+
+        return str(build_models([seed]) / f"{seed}.tflite")
+    return None
 
 
 def _seed_name(path: str) -> str:

@@ -53,6 +53,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                         "of the budget")
     p.add_argument("--holdout", type=float, default=0.4, help="fraction of the data held out to check the winner "
                    "(default: 0.4)")
+    p.add_argument("--proxy-samples", type=int, default=16, metavar="N", help="one-layer measurements (which only "
+                   "rank options) on the first N samples where the model runs sample by sample; 0: all (default: 16; "
+                   "candidates are always measured on all)")
     p.add_argument("--no-sparsity", action="store_true", help="search precisions only")
     p.add_argument("--weights", help="weight precisions to consider, e.g. float16,int8,int4 (default: all the "
                    "target runs)")
@@ -87,7 +90,7 @@ def search_settings(args: argparse.Namespace):
     return SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
                           budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout,
                           sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
-                          strategy=args.strategy,
+                          strategy=args.strategy, proxy_samples=args.proxy_samples or None,
                           max_latency_us=args.max_latency * 1000 if args.max_latency is not None else None,
                           latency_profile=args.latency_profile, custom_ops=custom_op_registerers.from_arguments(args))
 

@@ -40,6 +40,7 @@ class SearchSettings:
     floor_relative: float | None = None
     target: str = "cpu"
     budget: int | None = None  # evaluations, proxies included; None: scaled to the model (auto_budget)
+    proxy_samples: int | None = 16  # one-layer proxies on at most this many samples (None: all)
     seed: int = 0
     holdout: float = 0.4
     sparsity: bool = True
@@ -65,6 +66,9 @@ class SearchSettings:
             raise UsageError(f"--strategy {self.strategy!r}: expected milp, evolution or both")
         if not 0.1 <= self.holdout <= 0.9:
             raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0.1, 0.9]")
+        if self.proxy_samples is not None and self.proxy_samples < 1:
+            raise UsageError(f"--proxy-samples {self.proxy_samples}: expected a positive count (0 on the command "
+                             "line: all samples)")
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                 baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
         best = None
         if "milp" in settings.strategies:
-            first, rest = proxy.essential(r.space, proxy.tasks(r.space))
+            first, rest = proxy.essential(r.space, proxy.tasks(r.space, settings.proxy_samples))
             part_results = r.measured(first, essential=True)  # each layer at int8 alone, whatever the budget
             room = max(0, r.budget_left() - settings.bisect_steps - 2)
             measured = _measure_within_time(r, rest[:room], part_results)

@@ -27,13 +27,16 @@ def parts(choice: LayerChoice) -> list[LayerChoice]:
     return out
 
 
-def tasks(space: Space) -> list[Task]:
+def tasks(space: Space, samples: int | None = None) -> list[Task]:
+    """Every part of every option of every layer, alone; on the first ``samples`` samples
+    where the model runs sample by sample (a proxy only ranks: candidates are measured on
+    all of them)."""
     seen = {}
     for ls in space.layers:
         for o in ls.options:
             for p in parts(o.choice):
                 key = ("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
-                seen.setdefault(key, Task(key, {ls.layer: p}))
+                seen.setdefault(key, Task(key, {ls.layer: p}, samples=samples))
     return list(seen.values())
 
 

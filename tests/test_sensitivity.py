@@ -223,3 +223,20 @@ def test_metric_bounds_hold_for_every_prefix():
         final = metric.score(ref, out).metric
         for done in range(1, 20):
             assert metric.bound(ref, [out[0][:done]]) >= final - 1e-9, (metric.name, done)
+
+
+def test_an_estimate_on_fewer_samples_is_the_score_of_those_samples(cnn, result):
+    """A proxy asks for its first 16 samples (where invokes are per batch of 8): the score
+    is what an evaluator holding only those samples gives."""
+    from analyzer.calibration import Dataset
+
+    res, _ = result
+    ranges = _ranges(cnn, res)
+    data = _data(48)
+    first = Dataset("first", {k: v[:16] for k, v in data.inputs.items()}, None, tuple(range(16)))
+    ev = Evaluator(Setup(cnn.model_bytes(), "cnn", data, ranges, None, None, batch=8), cnn)
+    small = Evaluator(Setup(cnn.model_bytes(), "cnn", first, ranges, None, None, batch=8), cnn)
+    layer = next(s.index for s in res.layers if "int4" in s.one_at_a_time)
+    config = {layer: PRECISIONS["int4"].choice}
+    got = ev.run(Task(("p",), config, samples=16))
+    assert "bound" not in got and got == pytest.approx(small.run(Task(("p",), config)))

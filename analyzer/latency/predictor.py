@@ -53,10 +53,14 @@ class _KindModel:
         base = np.maximum(x @ self.coef, 1e-3)
         self.forest = RandomForestRegressor(n_estimators=80, min_samples_leaf=2, random_state=0)
         self.forest.fit(np.array([log_vector(s["features"]) for s in samples]), np.log(np.maximum(y, 1e-3) / base))
+        self._known: dict[tuple, float] = {}  # the same layer in every written variant of a model: one forest call
 
     def predict(self, f: dict[str, float]) -> float:
-        base = max(float(np.dot(_base_design(f), self.coef)), 1e-3)
-        return base * math.exp(float(self.forest.predict([log_vector(f)])[0]))
+        row = tuple(float(v) for v in log_vector(f))
+        if row not in self._known:
+            base = max(float(np.dot(_base_design(f), self.coef)), 1e-3)
+            self._known[row] = base * math.exp(float(self.forest.predict([row])[0]))
+        return self._known[row]
 
 
 class LatencyPredictor:

@@ -74,6 +74,7 @@ class Task:
     local: bool = False
     probe: tuple[int, ...] = ()
     floor: float | None = None  # stop once the metric cannot reach it (the result then holds "bound": samples)
+    samples: int | None = None  # at most this many samples, where invokes are per sample (a cheaper estimate)
 
     def identity(self) -> str:
         cfg = sorted((i, c.to_dict()) for i, c in self.config.items())
@@ -81,6 +82,8 @@ class Task:
         doc = {"config": cfg, "local": local, "probe": list(self.probe)}
         if self.floor is not None:
             doc["floor"] = self.floor
+        if self.samples:
+            doc["samples"] = self.samples
         return json.dumps(doc, sort_keys=True)
 
 
@@ -141,26 +144,31 @@ class Evaluator:
         first = self.rewriter.first_change(task.config) if task.config else -1
         cut = bisect.bisect_right(self.cut_points, first) - 1
         stop = None
-        if task.floor is not None:
-            def stop(outputs: list[np.ndarray]) -> bool:  # noqa: E306 - the floor is out of reach already
-                bound = self.metric.bound(self.reference, outputs)
+        if task.floor is not None or task.samples:
+            def stop(outputs: list[np.ndarray]) -> bool:  # noqa: E306 - enough samples, or the floor out of reach
+                if task.samples and len(outputs[0]) >= task.samples:
+                    return True
+                bound = self.metric.bound(self.reference, outputs) if task.floor is not None else None
                 return bound is not None and bound < task.floor
         if cut >= 0:  # run from the cut on, fed the float activations there
             k = self.cut_points[cut]
             built = self.rewriter.build(task.config, cut=k)
             feeds = {t: self._taps.get(t) for t in self.rewriter.cuts()[k]}
             try:
-                return self._score(self.runner.replay(built.model, feeds, self._slices, stop))
+                return self._score(self.runner.replay(built.model, feeds, self._slices, stop), task)
             except (RuntimeError, ValueError):  # the cut model does not run here: whole models from now on
                 self.cut_points, self._taps = [], {}
         built = self.rewriter.build(task.config)
-        return self._score(self.runner.outputs(built.model, stop))
+        return self._score(self.runner.outputs(built.model, stop), task)
 
-    def _score(self, outputs: list[np.ndarray]) -> dict:
-        """The score over all samples; over the first ones only for a run stopped early: its
-        fidelity there, ``metric`` the best it could still have reached, and ``"bound"``
-        the number of samples run."""
+    def _score(self, outputs: list[np.ndarray], task: Task) -> dict:
+        """The score over all samples, or over the first ``task.samples`` when it asks for
+        fewer (where the runs are per sample or per small batch); over the first ones only
+        for a run stopped early: its fidelity there, ``metric`` the best it could still have
+        reached, and ``"bound"`` the number of samples run."""
         done = len(outputs[0]) if outputs else 0
+        if task.samples and done >= min(task.samples, len(self.reference[0])):
+            return self.metric.score([r[:done] for r in self.reference], outputs).to_dict()
         if not outputs or done >= len(self.reference[0]):
             return self.metric.score(self.reference, outputs).to_dict()
         partial = [r[:done] for r in self.reference]
@@ -251,9 +259,18 @@ class CagedEvaluator:
         self._cage.close()
 
 
+_SETUP_DIGESTS: dict[int, tuple[Setup, str]] = {}
+
+
 def cache_key(setup: Setup, metric: Metric, task: Task) -> str:
-    return digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels), metric.identity(),
-                  setup.range_method, json.dumps(sorted(setup.ranges.items())), task.identity())
+    """The result cache's key of ``task``: what the setup depends on (model bytes, data,
+    metric, ranges; hashed once per setup, not per task) and the task."""
+    known = _SETUP_DIGESTS.get(id(setup))
+    if known is None or known[0] is not setup:
+        base = digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels), metric.identity(),
+                      setup.range_method, json.dumps(sorted(setup.ranges.items())))
+        known = _SETUP_DIGESTS[id(setup)] = (setup, base)
+    return digest(known[1], task.identity())
 
 
 _DASK_EVALUATORS: dict[str, Evaluator] = {}
@@ -297,7 +314,7 @@ def evaluate_all(evaluator: Evaluator | CagedEvaluator, tasks: Iterable[Task], *
     results: dict[tuple, dict] = {}
     todo: list[tuple[Task, str]] = []
     for task in tasks:
-        key = cache_key(evaluator.setup, evaluator.metric, task)
+        key = cache_key(evaluator.setup, evaluator.metric, task) if cache else ""
         hit = cache.get(key) if cache else None
         if hit is not None:
             results[task.key] = hit

@@ -142,11 +142,13 @@ class Metric:
         return (fid["cosine"] * done + n - done) / n
 
     def primary(self, outputs: Sequence[np.ndarray], fid: dict[str, float]) -> float:
+        n = len(outputs[0])  # the first n samples (an estimate on fewer samples than the data holds)
+        labels = self.labels[:n] if self.labels is not None else None
         if self.fn is not None:
-            return _call(self.fn_spec, self.fn, list(outputs), self.labels)
+            return _call(self.fn_spec, self.fn, list(outputs), labels)
         if self.kind == "accuracy":
-            first = outputs[0].reshape(len(outputs[0]), -1)
-            return float((first.argmax(axis=1) == self.labels).mean())
+            first = outputs[0].reshape(n, -1)
+            return float((first.argmax(axis=1) == labels).mean())
         return fid[self.name]
 
 
