@@ -259,18 +259,16 @@ class CagedEvaluator:
         self._cage.close()
 
 
-_SETUP_DIGESTS: dict[int, tuple[Setup, str]] = {}
-
-
-def cache_key(setup: Setup, metric: Metric, task: Task) -> str:
-    """The result cache's key of ``task``: what the setup depends on (model bytes, data,
-    metric, ranges; hashed once per setup, not per task) and the task."""
-    known = _SETUP_DIGESTS.get(id(setup))
-    if known is None or known[0] is not setup:
-        base = digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels), metric.identity(),
-                      setup.range_method, json.dumps(sorted(setup.ranges.items())))
-        known = _SETUP_DIGESTS[id(setup)] = (setup, base)
-    return digest(known[1], task.identity())
+def cache_key(evaluator: Evaluator | CagedEvaluator, task: Task) -> str:
+    """The result cache's key of ``task``: what the evaluator's setup depends on (model
+    bytes, data, metric, ranges; hashed once per evaluator, not per task) and the task."""
+    base = getattr(evaluator, "_key_base", None)
+    if base is None:
+        setup = evaluator.setup
+        base = digest(setup.model, data_digest(dict(setup.data.inputs), setup.metric_labels),
+                      evaluator.metric.identity(), setup.range_method, json.dumps(sorted(setup.ranges.items())))
+        evaluator._key_base = base
+    return digest(base, task.identity())
 
 
 _DASK_EVALUATORS: dict[str, Evaluator] = {}
@@ -314,7 +312,7 @@ def evaluate_all(evaluator: Evaluator | CagedEvaluator, tasks: Iterable[Task], *
     results: dict[tuple, dict] = {}
     todo: list[tuple[Task, str]] = []
     for task in tasks:
-        key = cache_key(evaluator.setup, evaluator.metric, task) if cache else ""
+        key = cache_key(evaluator, task) if cache else ""
         hit = cache.get(key) if cache else None
         if hit is not None:
             results[task.key] = hit

@@ -97,6 +97,7 @@ class Runner:
         self.custom_ops = tuple(custom_ops)
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
+        self._kept = None  # the interpreter whose buffers :meth:`tapped` handed out as views
         sg = graph.main
         dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs) and all(
             i.batched for i in self.inputs)
