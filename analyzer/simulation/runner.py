@@ -192,8 +192,9 @@ class Runner:
     def tapped(self, model: bytes, outputs: int, taps: tuple[int, ...]
                ) -> tuple[list[np.ndarray], dict[int, list[np.ndarray]], list[slice]]:
         """Run ``model`` (one whose first ``outputs`` outputs are the model's and the rest
-        ``taps``): the model outputs over all samples, each tap's value per invoke (copies),
-        and the sample slices of the invokes, for :meth:`replay`."""
+        ``taps``): the model outputs over all samples, each tap's value per invoke, and the
+        sample slices of the invokes, for :meth:`replay`. The values are copies when the
+        data takes several invokes, else views of the one interpreter, which is kept."""
         for copy in (len(self.data) > self.batch, True):
             chunks: list[list[np.ndarray]] = []
             saved: dict[int, list[np.ndarray]] = {t: [] for t in taps}
