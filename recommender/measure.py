@@ -4,14 +4,13 @@ the targets that run it (the compatibility tables)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.calibration import Dataset
 from analyzer.readers.tflite import read_bytes
-from analyzer.simulation.metrics import Metric
+from analyzer.simulation.metrics import Metric, finite_or_none
 from analyzer.simulation.runner import Runner
 
 RUNS_ON = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu", "micro")  # the columns of the baseline table
@@ -35,17 +34,12 @@ class Measured:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "bytes": self.bytes,
-                "predicted_bytes": self.predicted_bytes, "metric": _finite(self.metric),
-                "estimated_metric": _finite(self.estimated_metric),
+                "predicted_bytes": self.predicted_bytes, "metric": finite_or_none(self.metric),
+                "estimated_metric": finite_or_none(self.estimated_metric),
                 "latency_us": None if self.latency_us is None else round(self.latency_us, 2),
                 "predicted_latency_us": None if self.predicted_latency_us is None else round(self.predicted_latency_us, 2),
                 "runs_on": dict(self.runs_on), "writers": {str(k): v for k, v in sorted(self.writers.items())},
                 "notes": list(self.notes)}
-
-
-def _finite(v: float | None) -> float | None:
-    """A metric for JSON: None where there is none (a configuration the search could not run)."""
-    return None if v is None or not math.isfinite(v) else round(v, 6)
 
 
 class _Worker:

@@ -27,6 +27,7 @@ from analyzer.graph import LayerGraph
 from analyzer.simulation.cache import ResultCache
 from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.evaluator import CagedEvaluator, Setup, Task, evaluate_all
+from analyzer.simulation.metrics import finite_or_none
 from analyzer.simulation.ranges import calibrated, converter_ranges
 from analyzer.statistics import collect_caged
 from search import milp, proxy
@@ -86,7 +87,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         out = {"how": self.how, "bytes": self.bytes, "compressed_bytes": self.compressed_bytes,
                "latency_us": None if self.latency_us is None else round(self.latency_us, 3),
-               "metric": _finite(self.metric), "holdout_metric": _finite(self.holdout_metric),
+               "metric": finite_or_none(self.metric), "holdout_metric": finite_or_none(self.holdout_metric),
                "config": self.config.to_dict()}
         if self.failed:
             out["failed"] = self.failed
@@ -94,10 +95,6 @@ class Candidate:
             out["bound"] = self.bound
         return out
 
-
-def _finite(v: float | None) -> float | None:
-    """A metric for JSON: None for a configuration the interpreter could not run."""
-    return None if v is None or not math.isfinite(v) else round(v, 6)
 
 
 @dataclass(frozen=True)

@@ -252,8 +252,7 @@ class CagedEvaluator:
         return self._baseline
 
     def run(self, task: Task) -> dict:
-        portable = replace(task, config=dict(task.config), probe=tuple(task.probe))  # read-only views do not pickle
-        return self._cage.call("run", portable, what=describe(task, self.graph))
+        return self._cage.call("run", _portable(task), what=describe(task, self.graph))
 
     def close(self) -> None:
         self._cage.close()
@@ -341,6 +340,11 @@ def evaluate_all(evaluator: Evaluator | CagedEvaluator, tasks: Iterable[Task], *
     return results, cached
 
 
+def _portable(task: Task) -> Task:
+    """``task`` as it pickles to a worker (read-only mapping views do not)."""
+    return replace(task, config=dict(task.config), probe=tuple(task.probe))
+
+
 def _run_one(run: Callable[[Task], dict], task: Task, path: str, graph: LayerGraph, tolerate: bool) -> dict:
     """``run(task)``; with ``tolerate``, what the interpreter raises becomes ``{"error": ...}``."""
     from analyzer.errors import InterpreterError
@@ -396,27 +400,25 @@ def _run_in_cages(evaluator: Evaluator | CagedEvaluator, tasks: list[Task], jobs
                     task = pending.get_nowait()
                 except queue.Empty:
                     return
-                portable = replace(task, config=dict(task.config), probe=tuple(task.probe))
                 finished.put((task.key, _run_one(lambda t: cage.call("run", t, what=describe(task, evaluator.graph)),
-                                                 portable, setup.path, evaluator.graph, tolerate)))
+                                                 _portable(task), setup.path, evaluator.graph, tolerate)))
         except BaseException as exc:  # noqa: BLE001 - raised in the calling thread
             with lock:
                 errors.append(exc)
             stop.set()
         finally:
-            if cage is own and cage is not None:
-                if stop.is_set():
-                    return  # killed: the evaluator starts it again when next asked
+            if cage is not None and cage is not own:
+                cage.close()
+            elif cage is not None and not stop.is_set():  # (killed, it starts again when next asked)
                 try:
                     cage.call("set_threads", evaluator.setup.threads, what="finishing")
                 except InterpreterError:
                     pass
-            elif cage is not None:
-                cage.close()
 
     threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"evaluator-{k}") for k in range(jobs)]
     for t in threads:
         t.start()
+
     def stop_all() -> None:
         stop.set()
         with lock:

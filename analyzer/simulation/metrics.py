@@ -44,6 +44,12 @@ class Score:
         return cls(**d)
 
 
+def finite_or_none(v: float | None, digits: int = 6) -> float | None:
+    """A metric for JSON (which has no infinities): None where there is none (a
+    configuration the interpreter could not run), else rounded."""
+    return None if v is None or not math.isfinite(v) else round(v, digits)
+
+
 def sqnr_db(reference: np.ndarray, x: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio of ``x`` against ``reference`` in dB."""
     noise = float(np.sum((reference.astype(np.float64) - x) ** 2))
