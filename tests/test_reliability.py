@@ -394,3 +394,12 @@ def test_an_op_without_an_inputs_vector_is_one_line_not_a_crash(models, tmp_path
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
     assert "no_inputs.tflite" in lines[0]
+
+
+def test_a_negative_proxy_sample_count_is_one_line(models, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    code, _, err = run_cli("search", models["float_cnn"], "--data", tmp_path / "x.npz", "--floor", "30",
+                           "--proxy-samples", "-1", "--no-cache")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "--proxy-samples -1" in lines[0] and "Traceback" not in err, err
