@@ -42,19 +42,24 @@ class _Accumulator:
         self.rng = np.random.default_rng(seed)
 
     def add(self, a: np.ndarray) -> None:
-        flat = a.reshape(-1).astype(np.float64, copy=False)
-        finite = np.isfinite(flat)
-        if not finite.all():  # masks of -inf, or a damaged model's overflow: ranges come from the finite values
-            self.nonfinite += int(flat.size - finite.sum())
-            flat = flat[finite]
+        flat = a.reshape(-1)
         if not flat.size:
             return
-        self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))
-        self.total += float(flat.sum())
+        lo, hi = flat.min(), flat.max()  # NaN or inf in either: some value is not finite
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # masks of -inf, or a damaged model's overflow:
+            finite = np.isfinite(flat)  # ranges come from the finite values
+            self.nonfinite += int(flat.size - finite.sum())
+            flat = flat[finite]
+            if not flat.size:
+                return
+            lo, hi = flat.min(), flat.max()
+        self.lo, self.hi = min(self.lo, float(lo)), max(self.hi, float(hi))
+        self.total += float(flat.sum(dtype=np.float64))
         self.count += flat.size
         self.n += 1
         take = min(flat.size, RESERVOIR)
-        self.kept.append(flat if take == flat.size else self.rng.choice(flat, take, replace=False))
+        kept = flat if take == flat.size else self.rng.choice(flat, take, replace=False)
+        self.kept.append(kept.astype(np.float64))
 
 
 def collect(graph: LayerGraph, model: bytes | str, data: Dataset, *,
@@ -111,7 +116,9 @@ def _collect_in_worker(model: bytes | str, path: str, data: Dataset, kwargs: dic
 def collect_caged(graph: LayerGraph, model: bytes | str, data: Dataset, **kwargs) -> dict[int, TensorStats]:
     """:func:`collect` in a worker process: a model that crashes the interpreter is one line
     (``InterpreterError``) naming it, not the end of the tool."""
-    from analyzer.simulation.cage import caged
+    from analyzer.simulation.cage import Cage, Call, warm
 
-    return caged(graph.info.path, "collecting activation statistics (running the float model on the data)",
-                 _collect_in_worker, model, graph.info.path, data, kwargs)
+    what = "collecting activation statistics (running the float model on the data)"
+    with Cage(graph.info.path, Call, _collect_in_worker, what=what) as cage:
+        warm()  # the evaluator that follows the statistics starts its worker meanwhile
+        return cage.call("__call__", model, graph.info.path, data, kwargs, what=what)

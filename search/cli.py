@@ -45,8 +45,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
     p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
     p.add_argument("--budget", default="auto", help="evaluations, proxies included (default: auto, scaled to the "
-                   "model: every one-layer measurement, the bisection and two greedy trials per layer), or minutes "
-                   "of wall-clock time with an m suffix (e.g. 20m); each layer is always tried at int8 alone")
+                   "model: every one-layer measurement, the bisection and two greedy trials per layer, cut to about "
+                   "two minutes of evaluations by the time the first ones take), or minutes of wall-clock time with "
+                   "an m suffix (e.g. 20m); whatever the budget, each layer's weight precisions are tried alone from "
+                   "the smallest up until one keeps the floor")
     p.add_argument("--strategy", choices=("milp", "evolution", "both"), default="milp",
                    help="integer program on additive proxies (default), evolution over whole configurations "
                         "(for models where the proxy misleads), or both, evolution using what the program leaves "

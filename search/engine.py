@@ -175,6 +175,7 @@ class _Run:
                                         restrict=dict(settings.restrict))
         self.evaluations = 0
         self.cached = 0
+        self.seconds = 0.0  # spent evaluating (wall clock, all workers)
         self.budget = settings.budget if settings.budget is not None else auto_budget(self.space, settings)
         self.deadline = time.monotonic() + settings.minutes * 60 if settings.minutes else None
         self.seen: dict[str, Candidate] = {}
@@ -210,11 +211,13 @@ class _Run:
 
     def run_tasks(self, ev: CagedEvaluator, tasks: list[Task], *, essential: bool = False) -> dict:
         """Evaluate ``tasks``; raises _OutOfTime past the wall-clock budget unless ``essential``
-        (each layer at int8 alone is measured whatever the budget)."""
+        (each layer's cheapest precision that holds alone is measured whatever the budget)."""
         if self.deadline is not None and time.monotonic() >= self.deadline and self.seen and not essential:
             raise _OutOfTime
+        start = time.perf_counter()
         results, cached = evaluate_all(ev, tasks, jobs=self.settings.jobs, cache=self.cache, progress=self._advance,
                                        dask=self.dask, tolerate=True)
+        self.seconds += time.perf_counter() - start
         self.cached += cached
         self.failures += [v["error"] for v in results.values() if "error" in v]  # such a configuration meets no floor
         return results
@@ -242,6 +245,11 @@ class _Run:
         score = self.run_tasks(self.hold, [Task(("hold", key), c.config.choices)])["hold", key]
         return Candidate(c.config, c.bytes, c.compressed_bytes, c.metric, c.how, score.get("metric", -math.inf),
                          c.latency_us, c.failed or score.get("error"))
+
+    def rescale(self) -> None:
+        """The automatic budget, recomputed from the time the evaluations so far took."""
+        if self.settings.budget is None and self.evaluations:
+            self.budget = auto_budget(self.space, self.settings, self.evaluations, self.seconds / self.evaluations)
 
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -277,8 +285,10 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                 baselines[name] = r.holdout(r.evaluate(chosen_preset, f"preset:{name}"))
         best = None
         if "milp" in settings.strategies:
-            first, rest = proxy.essential(r.space, proxy.tasks(r.space, settings.proxy_samples))
-            part_results = r.measured(first, essential=True)  # each layer at int8 alone, whatever the budget
+            every = proxy.tasks(r.space, settings.proxy_samples)
+            part_results = _climb(r, proxy.ladders(r.space, every), floor)  # whatever the budget
+            rest = [t for t in every if t.key not in part_results]
+            r.rescale()
             room = max(0, r.budget_left() - settings.bisect_steps - 2)
             measured = _measure_within_time(r, rest[:room], part_results)
             room = min(room, measured)
@@ -288,6 +298,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
             layer_sqnr = proxy.sqnr_by_layer(part_results)
             costs = proxy.costs(r.space, part_results)
             best = _bisect(r, costs, floor)
+            r.rescale()
             if best is not None:
                 best = _fill(r, costs, best, floor)
         if "evolution" in settings.strategies:
@@ -332,6 +343,9 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                      f"the floor; the first: {r.failures[0]}")
     if settings.minutes and time.perf_counter() - start >= settings.minutes * 60:
         notes.append(f"the time budget ({settings.minutes:g} min) ran out")
+    elif r.budget_left() <= 0 and settings.budget is None:
+        notes.append(f"the automatic budget ({r.budget} evaluations at {r.seconds / max(1, r.evaluations):.2g} s "
+                     "each) ran out: a larger --budget searches further")
     elif r.budget_left() <= 0:
         notes.append(f"the evaluation budget ({r.budget}) ran out")
     return SearchResult(r.ev.metric.name, base, base_hold, floor, hold_floor, float_bytes, chosen, best_effort,
@@ -339,6 +353,20 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                         r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
                         settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)), interrupted,
                         layer_sqnr)
+
+
+def _climb(r: _Run, ladders: dict[int, list[Task]], floor: float) -> dict:
+    """Each layer's weight precisions alone, from the smallest up, until one keeps the floor
+    (on the proxy samples) or none is left: measured whatever the budget, so that a search
+    never stops before it knows each layer's cheapest precision that holds alone. The
+    layers climb together, one rung per batch (the batches keep both workers busy)."""
+    results: dict = {}
+    pending = {layer: list(steps) for layer, steps in ladders.items() if steps}
+    while pending:
+        results.update(r.measured([steps[0] for steps in pending.values()], essential=True))
+        pending = {layer: steps[1:] for layer, steps in pending.items()
+                   if len(steps) > 1 and results.get(steps[0].key, {}).get("metric", -math.inf) < floor}
+    return results
 
 
 def _measure_within_time(r: _Run, tasks: list[Task], results: dict, share: float = 0.6) -> int:
@@ -356,12 +384,27 @@ def _measure_within_time(r: _Run, tasks: list[Task], results: dict, share: float
     return done
 
 
-def auto_budget(space: Space, settings: SearchSettings) -> int:
-    """The default budget: every preset (search and held-out split), every one-layer
-    proxy, the bisection, and two greedy trials per layer, plus a margin for held-out checks."""
+AUTO_SECONDS = 120.0  # evaluation time the automatic budget allows beyond what a search always measures
+QUICK_SECONDS = 20.0  # a search this quick gets up to twice the structural budget (more greedy trials)
+
+
+def auto_budget(space: Space, settings: SearchSettings, done: int = 0, seconds_each: float | None = None) -> int:
+    """The default budget. By structure: every preset (search and held-out split), every
+    one-layer proxy, the bisection, and two greedy trials per layer, plus a margin for
+    held-out checks. By progress, once ``done`` evaluations took ``seconds_each`` each:
+    at most what fits in ``AUTO_SECONDS`` more, never less than the bisection after what was
+    done (the cheapest precision of each layer that holds alone is measured whatever the
+    budget); a model whose whole structural budget fits in ``QUICK_SECONDS`` gets up to twice
+    as many (the greedy pass goes on while it finds smaller configurations)."""
     proxies = len(proxy.tasks(space)) if "milp" in settings.strategies else 0
     evolution = 8 * 8 if "evolution" in settings.strategies else 0
-    return 2 * len(PRESETS) + proxies + settings.bisect_steps + 2 * len(space.layers) + evolution + 20
+    structural = 2 * len(PRESETS) + proxies + settings.bisect_steps + 2 * len(space.layers) + evolution + 20
+    if seconds_each is None:
+        return structural
+    seconds_each = max(seconds_each, 1e-4)
+    if (structural - done) * seconds_each <= QUICK_SECONDS:
+        return max(structural, min(2 * structural, done + int(QUICK_SECONDS / seconds_each)))
+    return max(done + settings.bisect_steps + 4, min(structural, done + int(AUTO_SECONDS / seconds_each)))
 
 
 def _bisect(r: _Run, costs, floor: float) -> Candidate | None:

@@ -35,30 +35,39 @@ def tasks(space: Space, samples: int | None = None) -> list[Task]:
     for ls in space.layers:
         for o in ls.options:
             for p in parts(o.choice):
-                key = ("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
-                seen.setdefault(key, Task(key, {ls.layer: p}, samples=samples))
+                seen.setdefault(_key(ls.layer, p), Task(_key(ls.layer, p), {ls.layer: p}, samples=samples))
     return list(seen.values())
 
 
-def essential(space: Space, all_tasks: list[Task]) -> tuple[list[Task], list[Task]]:
-    """(the parts every search measures, the rest): per layer, int8 weights alone (or, for a
-    layer without weights, int8 activations alone; else its smallest option's parts), so a
-    search never stops before it has tried each layer at int8 alone."""
-    first = set()
+def _key(layer: int, p: LayerChoice) -> tuple:
+    return ("part", layer, p.weights, p.activations, p.block, p.sparsity)
+
+
+def ladders(space: Space, all_tasks: list[Task]) -> dict[int, list[Task]]:
+    """layer -> the parts a search measures whatever its budget, in the order it tries them:
+    for a layer with weights, its weight precisions alone from the smallest up (int4 per
+    channel, int4 in blocks, int8, float16), the search stopping at the first that keeps the
+    floor alone; for a layer without weights, int8 activations alone (else its smallest
+    option's parts)."""
+    by_key = {t.key: t for t in all_tasks}
+    out: dict[int, list[Task]] = {}
     for ls in space.layers:
-        keys = {("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
-                for o in ls.options for p in parts(o.choice)}
-        for want in (LayerChoice("int8"), LayerChoice("float32", "int8")):
-            key = ("part", ls.layer, want.weights, want.activations, want.block, want.sparsity)
-            if key in keys:
-                first.add(key)
-                break
-        else:
-            smallest = min((o for o in ls.options if parts(o.choice)), key=lambda o: o.bytes, default=None)
-            if smallest is not None:
-                first.update(("part", ls.layer, p.weights, p.activations, p.block, p.sparsity)
-                             for p in parts(smallest.choice))
-    return [t for t in all_tasks if t.key in first], [t for t in all_tasks if t.key not in first]
+        sizes: dict[tuple, int] = {}
+        for o in ls.options:
+            for p in parts(o.choice):
+                if p.weights != "float32":  # the part's own size: the smallest option holding it
+                    sizes[_key(ls.layer, p)] = min(sizes.get(_key(ls.layer, p), o.bytes), o.bytes)
+        if sizes:
+            out[ls.layer] = [by_key[k] for k in sorted(sizes, key=lambda k: (sizes[k], k[2], k[4] or 0))]
+            continue
+        keys = {_key(ls.layer, p) for o in ls.options for p in parts(o.choice)}
+        if _key(ls.layer, LayerChoice("float32", "int8")) in keys:
+            out[ls.layer] = [by_key[_key(ls.layer, LayerChoice("float32", "int8"))]]
+            continue
+        smallest = min((o for o in ls.options if parts(o.choice)), key=lambda o: o.bytes, default=None)
+        if smallest is not None:
+            out[ls.layer] = [by_key[_key(ls.layer, p)] for p in parts(smallest.choice)]
+    return out
 
 
 def part_label(p: LayerChoice) -> str:
@@ -91,7 +100,7 @@ def costs(space: Space, results: dict) -> dict[int, list[float]]:
     for ls in space.layers:
         row = []
         for o in ls.options:
-            keys = [("part", ls.layer, p.weights, p.activations, p.block, p.sparsity) for p in parts(o.choice)]
+            keys = [_key(ls.layer, p) for p in parts(o.choice)]
             row.append(sum(noise(results[k]) for k in keys) if all(k in results for k in keys) else math.nan)
         out[ls.layer] = row
     return out

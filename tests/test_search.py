@@ -198,3 +198,45 @@ def test_time_budget(cnn):
     assert _budget("20m") == (10**9, 20.0) and _budget("300") == (300, None) and _budget("auto") == (None, None)
     with pytest.raises(UsageError, match="--budget"):
         _budget("soon")
+
+
+def test_a_small_budget_still_finds_each_layers_cheapest_precision_that_holds_alone(cnn):
+    """Whatever the budget, each layer's weight precisions are measured alone from the
+    smallest up until one keeps the floor (on the proxy samples); nothing above it."""
+    graph, rw = cnn
+    floor = 30.0
+    res = search(graph, graph.model_bytes(), _data(), SearchSettings(floor=floor, budget=4, sparsity=False))
+    space = build_space(graph, rw, "cpu", sparsity=False)
+    assert not any("budget allowed" in n and " 0 of" not in n for n in res.notes)  # the rest was skipped, and said
+    climbed = 0
+    for ls in space.layers:
+        weights = sorted({(o.bytes, o.choice.weights, o.choice.block) for o in ls.options
+                          if o.choice.activations == "float" and o.choice.weights != "float32"})
+        if not weights:
+            continue
+        measured = res.layer_sqnr_db[ls.layer]
+        labels = [w + (f"/b{b}" if b else "") for _, w, b in weights]
+        tried = [lb for lb in labels if lb in measured]
+        assert tried == labels[:len(tried)] and tried  # from the smallest up, none skipped
+        assert all(measured[lb] < floor for lb in tried[:-1])  # went on only past a miss
+        assert measured[tried[-1]] >= floor or tried == labels  # stopped at the first that holds, or tried all
+        climbed += len(tried) > 1
+    assert climbed  # some layer missed the floor at its smallest precision (int4) and climbed
+    assert res.best is not None and res.best.metric >= floor
+
+
+def test_the_automatic_budget_scales_with_layers_and_evaluation_time(cnn):
+    from search.engine import AUTO_SECONDS, auto_budget
+
+    graph, rw = cnn
+    settings = SearchSettings(floor=30.0)
+    space = build_space(graph, rw, "cpu")
+    structural = auto_budget(space, settings)
+    assert structural > len(space.layers) * 2
+    assert auto_budget(space, settings, 20, 1e-4) == 2 * structural  # quick: twice as many
+    slow = auto_budget(space, settings, 20, 10.0)
+    assert slow == 20 + settings.bisect_steps + 4  # slow: the bisection after what was done, no more
+    mid = auto_budget(space, settings, 20, AUTO_SECONDS / 30)
+    assert mid == min(structural, 50)
+    fewer = build_space(graph, rw, "cpu", sparsity=False)
+    assert auto_budget(fewer, settings) < structural  # fewer options, fewer proxies

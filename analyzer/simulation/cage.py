@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -73,14 +74,26 @@ def _signal_name(code: int | None) -> str:
     return f"exit {code}"
 
 
-def _serve(conn, factory: Callable, args: tuple) -> None:
-    """The worker: build the state, then answer (method, args) calls until told to stop.
-    Python warnings (numpy on a damaged model's overflow) are not printed: what goes wrong
-    comes back as one error."""
+def _serve(conn) -> None:
+    """The worker: import what every cage needs, wait for its (factory, args), build the
+    state, then answer (method, args) calls until told to stop. Python warnings (numpy on a
+    damaged model's overflow) are not printed: what goes wrong comes back as one error."""
     import warnings
 
     warnings.simplefilter("ignore")
+    try:  # before the state arrives: a spare worker does this while the parent works
+        import ai_edge_litert.interpreter  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
     try:
+        first = conn.recv()
+    except (EOFError, OSError):
+        return  # a spare nobody took
+    if first is None:
+        return
+    try:
+        factory, args = first
         state = factory(*args)
         conn.send(("ok", None))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
@@ -126,20 +139,19 @@ class Cage:
         self._start()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.factory, self.args), daemon=True)
-        try:
-            self._proc.start()  # writes the arguments to the new process: it may die while reading them
-        except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
-            child.close()
-            self._conn = parent
-            code = self._proc.exitcode if self._proc.pid else None
-            self._kill()
-            raise InterpreterCrash(f"{self.path}: the worker process died while starting ({_signal_name(code)}: "
-                                   f"{type(exc).__name__}) before {self._what_start}") from None
-        child.close()
-        self._conn = parent
+        spare = _take_spare()
+        for worker in ([spare] if spare else []) + [None]:
+            try:
+                self._proc, self._conn = worker or _spawn()
+                self._conn.send((self.factory, self.args))  # the worker may die while reading them
+                break
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as exc:
+                code = self._proc.exitcode if self._proc is not None and self._proc.pid else None
+                self._kill()
+                if worker is None:  # a new worker died on its state (a spare's death is not the model's fault)
+                    raise InterpreterCrash(f"{self.path}: the worker process died while starting "
+                                           f"({_signal_name(code)}: {type(exc).__name__}) before "
+                                           f"{self._what_start}") from None
         self._answer(self._what_start)
 
     def _answer(self, what: str) -> Any:
@@ -229,7 +241,47 @@ class Cage:
             pass
 
 
-class _Call:
+def _spawn() -> tuple:
+    """A new worker process and the parent's end of its pipe."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+    try:
+        proc.start()
+    finally:
+        child.close()
+    return proc, parent
+
+
+_SPARE_LOCK = threading.Lock()
+_SPARE: tuple | None = None  # a worker started ahead of need (warm), waiting for its state
+
+
+def warm() -> None:
+    """Start a worker now for the next cage, so that its start-up (a Python process importing
+    the interpreter and numpy) overlaps what the caller does meanwhile. Call it when a cage
+    is sure to follow (the evaluator after the activation statistics)."""
+    global _SPARE
+    with _SPARE_LOCK:
+        if _SPARE is None:
+            try:
+                _SPARE = _spawn()
+            except OSError:
+                pass
+
+
+def _take_spare() -> tuple | None:
+    global _SPARE
+    with _SPARE_LOCK:
+        spare, _SPARE = _SPARE, None
+    if spare is not None and not spare[0].is_alive():
+        spare[1].close()
+        spare[0].join(1)
+        return None
+    return spare
+
+
+class Call:
     """State of a one-shot cage: a function to call."""
 
     def __init__(self, fn: Callable) -> None:
@@ -241,5 +293,5 @@ class _Call:
 
 def caged(path: str, what: str, fn: Callable, *args: Any, limit: float | None = None) -> Any:
     """``fn(*args)`` in a worker of its own (``fn`` and its arguments picklable)."""
-    with Cage(path, _Call, fn, what=what, limit=limit) as cage:
+    with Cage(path, Call, fn, what=what, limit=limit) as cage:
         return cage.call("__call__", *args, what=what)
