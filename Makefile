@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD := build
 
-.PHONY: install demo demo-analyze test bench corpus bench-corpus profile clean mct-venv
+.PHONY: install demo demo-analyze test clean-install bench corpus bench-corpus profile clean mct-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ demo-analyze: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The wheel in a fresh virtual environment, from the registry without the lock file and
+# without TensorFlow: analyze, --predict-latency, search and recommend on a .tflite.
+clean-install: $(STAMP)
+	.ci/clean_install $(PY)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py

@@ -117,6 +117,10 @@ def _kill_group(p: subprocess.Popen) -> None:
     p.communicate()
 
 
+NO_TENSORFLOW = ("reading SavedModel and Keras files needs TensorFlow, which is not installed: "
+                 "pip install 'compression-advisor[tensorflow]'")
+
+
 def export_keras(path: str, workdir: str, *, trusted: bool, timeout: float = DEFAULT_TIMEOUT) -> str:
     """Export the Keras file at ``path`` as a SavedModel under ``workdir``; its directory.
 
@@ -128,7 +132,7 @@ def export_keras(path: str, workdir: str, *, trusted: bool, timeout: float = DEF
         raise ConversionError(f"{path}: loading and exporting the Keras model did not finish in {timeout:g} s")
     if result is None:
         if "No module named 'tensorflow'" in stderr or "No module named 'keras'" in stderr:
-            raise ConversionError("TensorFlow is not installed: reading Keras files needs the 'tensorflow' extra")
+            raise ConversionError(f"{path}: {NO_TENSORFLOW}")
         tail = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
         raise ConversionError(f"{path}: the Keras loader crashed: {tail[:300]}")
     if not result["ok"]:
@@ -158,8 +162,7 @@ def convert(kind: str, source: str, workdir: str, *, timeout: float = DEFAULT_TI
             break
         if result is None:
             if "No module named 'tensorflow'" in stderr:
-                raise ConversionError("TensorFlow is not installed: reading SavedModel and Keras files needs "
-                                      "the 'tensorflow' extra (pip install 'compression-advisor[tensorflow]')")
+                raise ConversionError(f"{source}: {NO_TENSORFLOW}")
             tail = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
             attempts.append(Attempt(mode, False, seconds, f"the converter crashed: {tail[:300]}"))
             break
