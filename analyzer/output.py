@@ -34,6 +34,23 @@ def check_outputs(paths: list[str], *, protect: str | None) -> None:
             raise OutputError(f"{path}: directory {directory} is not writable")
 
 
+def check_directory(path: str, *, protect: str | None) -> None:
+    """Raise OutputError unless ``path`` is a directory that can be made or written, and is
+    neither the input nor inside a model directory given as input."""
+    real = os.path.realpath(path)
+    if protect is not None:
+        model = os.path.realpath(protect)
+        if real == model or (os.path.isdir(protect) and real.startswith(model + os.sep)):
+            raise OutputError(f"{path}: refusing to write into the input model")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path}: exists and is not a directory")
+    parent = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: directory {parent} is not writable")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

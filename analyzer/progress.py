@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 
 def progress_bar(label: str) -> Callable[[int, int], Callable[[int], None]]:
-    """A factory for :func:`analyzer.sensitivity.analyze_sensitivity`'s ``progress``:
+    """A factory for :func:`analyzer.passes.sensitivity.analyze_sensitivity`'s ``progress``:
     ``factory(total, done)`` opens a bar and returns its advance callback."""
 
     def open_bar(total: int | None, done: int) -> Callable[[int], None]:

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analyzer import __version__
-from analyzer.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
-from analyzer.cost import CostResult, analyze_cost
-from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, export_keras
+from analyzer.passes.compatibility import CompatibilityResult, analyze_compatibility, resolve_targets
+from analyzer.passes.cost import CostResult, analyze_cost
+from analyzer.converter.bridge import DEFAULT_TIMEOUT, ConversionResult, export_keras
 from analyzer.errors import ConversionError
 from analyzer.graph import LayerGraph, Tensor
 from analyzer.readers import keras, read, savedmodel
 from analyzer.readers.savedmodel import SourceModel
-from analyzer.runtime_version import RuntimeVersion, minimum_runtime
-from analyzer.tf_static import not_analyzed
-from analyzer.summary import QuantizationState, model_io, ops_by_kind, quantization_state
+from analyzer.passes.runtime_version import RuntimeVersion, minimum_runtime
+from analyzer.passes.tf_static import not_analyzed
+from analyzer.passes.summary import QuantizationState, model_io, ops_by_kind, quantization_state
 
 if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
     from analyzer.latency.result import LatencyResult
-    from analyzer.sensitivity import SensitivityResult
+    from analyzer.passes.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
 SCHEMA_VERSION = "1.4"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes

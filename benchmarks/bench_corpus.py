@@ -77,7 +77,7 @@ def worker_interpreter(path: str) -> dict:
 
 def worker_ours(path: str) -> dict:
     """Our view: op names of the main subgraph, CPU verdict, XNNPACK-delegated ops."""
-    from analyzer.compatibility import analyze_compatibility, partition_subsets
+    from analyzer.passes.compatibility import analyze_compatibility, partition_subsets
     from analyzer.readers import read
 
     graph = read(path)
@@ -114,7 +114,7 @@ def worker_inputs(path: str, out: str, task: str) -> dict:
     """Natural inputs for the model's inputs, written to ``out`` (.npz)."""
     import numpy as np
 
-    from analyzer.calibration import model_inputs
+    from analyzer.readers.data import model_inputs
     from analyzer.readers import read
     from analyzer.readers.normalize import normalize
 
@@ -168,7 +168,7 @@ def worker_aeq(path: str, data: str, floors: str) -> dict:
 
     from litert_quantizer import quantizer, recipe
 
-    from analyzer.calibration import load
+    from analyzer.readers.data import load
     from analyzer.readers import read
     from analyzer.readers.normalize import normalize
     from analyzer.simulation.runner import Runner

@@ -102,7 +102,7 @@ def main() -> None:
                 tables.append(str(table))
                 used.append(str(models[name]))
             profile = tmp / f"{device}.json"
-            argv = [sys.executable, "-m", "analyzer.cli", "import-profile", *tables,
+            argv = [sys.executable, "-m", "analyzer", "import-profile", *tables,
                     *[a for m in used for a in ("--model", m)], "--device", f"this machine ({device} kernels)",
                     "--out", str(profile), "--xnnpack" if xnnpack else "--no-xnnpack"]
             subprocess.run(argv, cwd=ROOT, check=True, stderr=subprocess.DEVNULL)

@@ -103,7 +103,7 @@ def make_profile(kind: str, tmp: Path, models: list[Path]) -> tuple[str | None, 
     if kind not in ("quick", "full"):
         return kind, 0.0
     out = tmp / f"{kind}.json"
-    argv = [sys.executable, "-m", "analyzer.cli", "calibrate-latency", "--out", str(out), "--force"]
+    argv = [sys.executable, "-m", "analyzer", "calibrate-latency", "--out", str(out), "--force"]
     if kind == "quick":
         argv.append("--quick")
     else:

@@ -31,7 +31,7 @@ from pathlib import Path
 from measure import ROOT
 from tabulate import tabulate
 
-from analyzer.calibration import load
+from analyzer.readers.data import load
 from analyzer.readers import read
 from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.runner import Runner
@@ -76,7 +76,7 @@ def _recommend(work: Path, name: str, data_file: str) -> tuple[dict, float]:
 def _writers(work: Path, name: str, data_file: str) -> list:
     from analyzer.simulation.ranges import calibrated, converter_ranges
     from analyzer.simulation.rewrite import Rewriter
-    from analyzer.statistics import collect
+    from analyzer.passes.statistics import collect
 
     graph = read(work / f"{name}.tflite")
     model = graph.model_bytes()
@@ -161,7 +161,7 @@ def speed(corpus: Path, samples: int = 48, floor_db: float = 25.0) -> None:
     2-3 M-parameter model on 2 cores)."""
     import numpy as np
 
-    from analyzer.calibration import model_inputs
+    from analyzer.readers.data import model_inputs
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-recommend-speed-") as tmp:

@@ -24,7 +24,7 @@ from pathlib import Path
 from measure import ROOT
 from tabulate import tabulate
 
-from analyzer.calibration import load
+from analyzer.readers.data import load
 from analyzer.readers import read
 from analyzer.simulation.evaluator import Task
 from recommender.materialize import materialize

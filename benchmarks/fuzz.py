@@ -81,8 +81,8 @@ def read_in_process(path: str, verify: bool = True) -> str:
     """``analyze`` and every renderer in this process (``verify``: LiteRT's loader judges the
     file too, in a child, as the CLI does): ok / rejected / noisy / crash."""
     from analyzer.errors import AnalyzerError
-    from analyzer.export import render_graph
-    from analyzer.render import render
+    from analyzer.render.graph_export import render_graph
+    from analyzer.render.report import render
     from analyzer.report import analyze
 
     try:
@@ -140,7 +140,7 @@ def model_data(path: str, folder: Path, samples: int = 12) -> str | None:
     """An .npz of random inputs for the model at ``path`` (float inputs only), or None."""
     import numpy as np
 
-    from analyzer.calibration import model_inputs
+    from analyzer.readers.data import model_inputs
     from analyzer.readers import read
 
     try:

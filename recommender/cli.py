@@ -19,10 +19,10 @@ REPORT_FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser, _positive_int
+    from analyzer.cli.args import Parser, positive_int
     from search.cli import add_search_arguments
 
-    p = _Parser(prog="recommend", description="Analyze a model, search per-layer precision and sparsity for the "
+    p = Parser(prog="recommend", description="Analyze a model, search per-layer precision and sparsity for the "
                 "smallest model that holds an accuracy floor, write it as a .tflite, re-measure it and explain "
                 "the choice.")
     add_search_arguments(p)
@@ -33,15 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
                    help="the report on stdout (default: table)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--model-explorer", metavar="DIR", help="write Google Model Explorer overlays into DIR, keyed "
+                   "to the ops of the input .tflite: the precision chosen per layer, each layer's output SQNR per "
+                   "precision alone, compatibility per target, weight bytes, MACs")
     p.add_argument("--dry-run", action="store_true", help="analyze and show the plan (space, evaluations "
                    "expected), evaluate nothing, write nothing")
     t = p.add_argument_group("fine-tuning (a Keras 2 / tf_keras model: .h5 or SavedModel; TensorFlow Model "
                              "Optimization)")
     t.add_argument("--train-data", metavar="NPZ", help="training data (x, and labels y): fine-tune with pruning and "
                    "clustering, search each fine-tuned model, and keep the smallest that holds the floor")
-    t.add_argument("--epochs", type=_positive_int, default=5, help="fine-tuning epochs for pruning and clustering "
+    t.add_argument("--epochs", type=positive_int, default=5, help="fine-tuning epochs for pruning and clustering "
                    "(default: 5)")
-    t.add_argument("--qat-epochs", type=_positive_int, help="also run quantization-aware training for N epochs when "
+    t.add_argument("--qat-epochs", type=positive_int, help="also run quantization-aware training for N epochs when "
                    "post-training quantization falls short of the floor")
     t.add_argument("--techniques", default="prune,cluster,qat", help="which of prune, cluster, qat to try "
                    "(default: all; qat needs --qat-epochs)")
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analyzer.cli import guarded
+    from analyzer.cli.args import guarded
 
     raw = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(raw)
@@ -81,8 +84,8 @@ def _report_format(path: str) -> str:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from analyzer.calibration import load
-    from analyzer.output import check_outputs, write_atomic
+    from analyzer.readers.data import load
+    from analyzer.output import check_directory, check_outputs, write_atomic
     from analyzer.progress import progress_bar
     from analyzer.readers.normalize import normalize
     from analyzer.report import analyze
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         for path in paths:
             if os.path.exists(path) and not args.force:
                 raise OutputError(f"{path}: exists (use --force to replace it)")
+        if args.model_explorer:
+            check_directory(args.model_explorer, protect=args.model)
 
     step = _stepper()
     step(f"analyzing {args.model}")
@@ -142,12 +147,31 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             write_atomic(args.report, render_html(d))
         else:
             write_atomic(args.report, render(d, report_fmt))
+    if args.model_explorer:
+        _overlays(args.model_explorer, report, norm, rec, args.model)
     sys.stdout.write(render(d, args.format))
     if not rec.met:
         print(f"recommend: no configuration holds the floor {rec.search.holdout_floor:.4g} on held-out data; the best "
               f"effort ({rec.chosen.metric:.4g}, {rec.chosen.bytes:,} bytes) is in {target}", file=sys.stderr)
         return 1
     return 0
+
+
+def _overlays(directory: str, report, norm, rec, model: str) -> None:
+    """Model Explorer overlays of the input model: the chosen precision of each layer with
+    weights (or an activation choice), the search's one-layer SQNR per precision part."""
+    from analyzer.cli.analyze import write_overlays
+    from analyzer.render.model_explorer import choice_label
+
+    chosen = rec.search.best or rec.search.best_effort
+    picked = {norm.original_index(i): c for i, c in chosen.config.choices.items()}
+    weighted = {c.index for c in report.cost.layers if c.subgraph == 0 and c.weight_bytes} if report.cost else set()
+    choices = {(0, i): choice_label(picked[i]) if i in picked else "float32 (kept)" for i in sorted(weighted | set(picked))}
+    sqnr: dict[str, dict] = {}
+    for layer, parts in rec.search.layer_sqnr_db.items():
+        for label, value in parts.items():
+            sqnr.setdefault(label, {})[(0, norm.original_index(layer))] = value
+    write_overlays(directory, report, model, prog="recommend", choices=choices, sqnr=sqnr)
 
 
 def _training(args: argparse.Namespace):

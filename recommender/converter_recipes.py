@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import ConversionError
 
 RECIPES = ("float16", "dynamic_range_int8", "full_int8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzer.html_report import CSS, escape, svg, table
+from analyzer.render.html import CSS, escape, svg, table
 from analyzer.simulation.choices import WEIGHT_BITS
 from recommender.report import BASELINE_HEADERS, LAYER_HEADERS, baseline_rows, layer_rows, size_phrase
 

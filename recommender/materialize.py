@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.choices import WEIGHT_BITS, LayerChoice
@@ -78,7 +78,7 @@ def _entry(graph: LayerGraph, layer_index: int, choice: LayerChoice, prefer: str
 
 
 def _calibration(graph: LayerGraph, data: Dataset) -> dict[str, list[dict]]:
-    from analyzer.calibration import model_inputs
+    from analyzer.readers.data import model_inputs
 
     key = graph.signatures[0].key if graph.signatures else "serving_default"
     inputs = [i for i in model_inputs(graph) if i.name in data.inputs]

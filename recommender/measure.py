@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.metrics import Metric, finite_or_none
 from analyzer.simulation.runner import Runner

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.graph import LayerGraph
 from analyzer.readers.normalize import Normalized, normalize
@@ -111,7 +111,7 @@ def checks(chosen: Measured) -> tuple[Check, ...]:
 
 
 def _layers(graph: LayerGraph, result: SearchResult, config, chosen: Measured) -> tuple[LayerRow, ...]:
-    from analyzer.cost import analyze_cost
+    from analyzer.passes.cost import analyze_cost
 
     costs = {c.index: c for c in analyze_cost(graph).layers if c.subgraph == 0}
     rows = []

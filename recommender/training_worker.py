@@ -75,7 +75,12 @@ def main(spec_path: str) -> None:
         base.set_weights(model.get_weights())
         callbacks = []
         if technique == "prune":
-            schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, float(spec["sparsity"]), 0, max(1, steps - 1))
+            # masks change every `frequency` steps (tfmot's default, 100, is more than a short run takes:
+            # its masks would stay at step 0's sparsity, none); the last change is the final sparsity
+            frequency = max(1, min(100, (steps - 1) // 10))
+            end = max(frequency, frequency * ((steps - 1) // frequency))
+            schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, float(spec["sparsity"]), 0, end,
+                                                            frequency=frequency)
             tuned = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
             callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
         elif technique == "cluster":

@@ -18,10 +18,13 @@ from analyzer.simulation import interpreter as custom_op_registerers
 from analyzer.simulation.metrics import BUILTIN_METRICS
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser
+PROG = "analyze search"
+INTERRUPTED = "interrupted; evaluations so far are cached, a rerun resumes"
 
-    p = _Parser(prog="analyze search", description="Search per-layer precision and sparsity for the smallest model "
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.cli.args import Parser
+
+    p = Parser(prog="analyze search", description="Search per-layer precision and sparsity for the smallest model "
                 "that keeps the metric at or above a floor (simulated in the LiteRT interpreter).")
     add_search_arguments(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -32,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The model, data, floor and search options ``analyze search`` and ``recommend`` share."""
-    from analyzer.cli import _positive_int
+    from analyzer.cli.args import positive_int
     from search.space import targets
 
     p.add_argument("model", help="a float .tflite file, a SavedModel directory, or a Keras .keras / .h5 file")
     p.add_argument("--data", metavar="PATH", help="evaluation data (.npz or a folder of .npy; labels y for accuracy)")
     p.add_argument("--data-fn", metavar="MODULE:FUNCTION", help="a function returning an iterable of input dicts")
-    p.add_argument("--samples", type=_positive_int, help="use N samples, drawn with --seed")
+    p.add_argument("--samples", type=positive_int, help="use N samples, drawn with --seed")
     floor = p.add_mutually_exclusive_group(required=True)
     floor.add_argument("--floor", type=float, help="the lowest acceptable metric (accuracy, your metric, or output "
                        "SQNR in dB without labels)")
@@ -73,7 +76,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    "dB, or cosine similarity (default: accuracy with labels, else sqnr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and sampling (default: 0)")
     custom_op_registerers.add_argument(p)
-    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--jobs", "-j", type=positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--dask", metavar="ADDRESS", help="run evaluations on a Dask cluster: a scheduler address "
                    "(tcp://host:8786) or 'local' for a LocalCluster of --jobs worker processes")
     p.add_argument("--cache-dir", metavar="DIR")
@@ -147,7 +150,7 @@ def _restrict(args: argparse.Namespace) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.calibration import load
+    from analyzer.readers.data import load
     from analyzer.output import check_outputs, write_atomic
     from analyzer.progress import progress_bar
     from analyzer.readers.normalize import normalize

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
 from analyzer.simulation.cache import ResultCache
@@ -29,7 +29,7 @@ from analyzer.simulation.choices import LayerChoice
 from analyzer.simulation.evaluator import CagedEvaluator, Setup, Task, evaluate_all
 from analyzer.simulation.metrics import finite_or_none
 from analyzer.simulation.ranges import calibrated, converter_ranges
-from analyzer.statistics import collect_caged
+from analyzer.passes.statistics import collect_caged
 from search import milp, proxy
 from search.config import PRESETS, CompressionConfig
 from search.space import Space, build_space, uniform

@@ -1,10 +1,12 @@
-"""Compatibility verdicts checked against the real LiteRT runtime on this machine.
+"""Verdicts checked against the real LiteRT runtime and converter on this machine, on every
+test model.
 
 - cpu: a model the CPU table calls fully supported allocates and runs in the stock
   interpreter; one with a Flex or custom op fails to prepare, as the table says.
 - xnnpack: the Python interpreter applies XNNPACK by default; after allocation each
   delegated partition appears as a DELEGATE node. The ops inside those partitions must be
   exactly the ops our XNNPACK table and partitioner say are delegated.
+- runtime version: the converter's own min_runtime_version metadata.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from analyzer.compatibility import analyze_compatibility, partition_subsets
+from analyzer.passes.compatibility import analyze_compatibility, partition_subsets
 from analyzer.readers import read
 
-RUNNABLE = ["float_cnn", "dynamic_range_cnn", "float16_cnn", "int8_cnn", "int16x8_cnn", "mlp",
-            "control_flow", "two_signatures", "demo_mobilenet_v2"]
+from tests import zoo
+
+EVERY = [n for n in zoo.BUILDERS if n not in zoo.LARGE]  # every test model
+NOT_ON_CPU = ["select_tf_ops", "custom_op", "flex_topk_cumsum"]  # Flex or custom ops: no CPU kernel here
+RUNNABLE = [n for n in EVERY if n not in NOT_ON_CPU]
 
 
 def _run(path):
@@ -29,11 +34,16 @@ def _run(path):
     return it
 
 
-@pytest.mark.parametrize("name", RUNNABLE)
-def test_cpu_supported_models_run(models, name):
+@pytest.mark.parametrize("name", EVERY)
+def test_cpu_verdict_is_whether_the_interpreter_runs_it(models, name):
+    """Every test model: the CPU table says it runs exactly when the stock interpreter runs it."""
     report = analyze_compatibility(read(models[name]), ["cpu"]).targets[0]
-    assert report.ok, [v.failures for v in report.unsupported]
-    _run(models[name])
+    assert report.ok == (name in RUNNABLE), [v.failures for v in report.unsupported]
+    if report.ok:
+        _run(models[name])
+    else:
+        with pytest.raises(RuntimeError):
+            _run(models[name])
 
 
 @pytest.mark.parametrize("name,needle", [("select_tf_ops", "Flex"), ("custom_op", "MatrixInverse")])
@@ -78,3 +88,14 @@ def test_xnnpack_partitions_match_runtime(models, name):
     assert ours == runtime, (f"ours only: {[ops[i] for i in sorted(ours - runtime)]}, "
                              f"runtime only: {[ops[i] for i in sorted(runtime - ours)]}")
     assert len(subsets) == partitions == report.partitioning.partitions
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_runtime_version_agrees_with_the_converter(models, name):
+    """The converter writes min_runtime_version from runtime_version.cc, which our table
+    restates: on every model it converted here, the same answer."""
+    from analyzer.passes.runtime_version import minimum_runtime
+
+    result = minimum_runtime(read(models[name]))
+    assert result.declared is not None and not result.unknown
+    assert result.minimum == result.declared, result.needed_by

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer.calibration import load, model_inputs
+from analyzer.readers.data import load, model_inputs
 from analyzer.errors import CalibrationDataError
 from analyzer.readers import read
 

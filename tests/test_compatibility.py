@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyzer.compatibility import analyze_compatibility, partition_subsets
+from analyzer.passes.compatibility import analyze_compatibility, partition_subsets
 from analyzer.readers import read
 
 
@@ -69,18 +69,28 @@ def test_gpu_delegates_only_the_largest_partition_by_default(models):
     assert "only the largest 1 partition" in r.consequence
 
 
-def test_partitioning_follows_dependencies_not_just_order(models):
-    # Two independent supported branches around an unsupported op in the middle of the
-    # execution order still form one partition when nothing depends across it.
-    graph = read(models["float_cnn"])
-    n = len(graph.main.layers)
-    flags = [True] * n
-    flags[3] = False  # branch_conv: its sibling pw_conv path does not depend on it
-    subsets = partition_subsets(graph, flags)
-    delegated = [s for kind, s in subsets if kind]
-    assert sorted(i for s in delegated for i in s) == [i for i in range(n) if i != 3]
-    assert len(delegated) == 2  # before branch_conv (0,1,2) and from the ADD on
-    assert delegated[0] == [0, 1, 2]
+def _chain_graph(edges: list[tuple[tuple[int, ...], int]]):
+    """A main subgraph whose op i reads the tensors ``edges[i][0]`` and writes ``edges[i][1]``
+    (tensor 0 is the model input)."""
+    from analyzer.graph import Layer, LayerGraph, ModelInfo, Subgraph, Tensor
+
+    n_tensors = 1 + len(edges)
+    tensors = tuple(Tensor(t, f"t{t}", "float32", (1, 4)) for t in range(n_tensors))
+    layers = tuple(Layer(i, 0, "ADD", "builtin", 1, ins, (out,), f"op{i}") for i, (ins, out) in enumerate(edges))
+    sg = Subgraph(0, "", tensors, layers, (0,), (edges[-1][1],))
+    return LayerGraph(ModelInfo("synthetic.tflite", "tflite", 0), (sg,))
+
+
+def test_partitioning_follows_dependencies_not_file_order():
+    # op0 (delegated) -> op2 (delegated); op1 (CPU) -> op3 (delegated), op3 also reads op2.
+    # In file order the delegated runs are [0] and [2, 3]; LiteRT's partitioner drains every
+    # ready delegated op first, so op2 joins op0 and op3, waiting on op1, comes after it.
+    graph = _chain_graph([((0,), 1), ((0,), 2), ((1,), 3), ((2, 3), 4)])
+    subsets = partition_subsets(graph, [True, False, True, True])
+    assert subsets == [(True, [0, 2]), (False, [1]), (True, [3])]
+    # the same ops, where op2 depends on op1: the file order is the only order
+    graph = _chain_graph([((0,), 1), ((0,), 2), ((2,), 3), ((1, 3), 4)])
+    assert partition_subsets(graph, [True, False, True, True]) == [(True, [0]), (False, [1]), (True, [2, 3])]
 
 
 def test_gpu_verdicts_where_the_tf_analyzer_says_compatible(models):

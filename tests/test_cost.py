@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.cost import analyze_cost, peak_activation_memory
+from analyzer.passes.cost import analyze_cost, peak_activation_memory
 from analyzer.readers import read
 
 @pytest.mark.parametrize("name", ["float_cnn", "dynamic_range_cnn", "float16_cnn", "int8_cnn", "int16x8_cnn"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.readers import read
 from analyzer.simulation.choices import PRECISIONS
 from analyzer.simulation.evaluator import Evaluator, Setup, Task, evaluate_all

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.readers import read
 from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.choices import LayerChoice
@@ -16,7 +16,7 @@ from analyzer.simulation.rewrite import Rewriter
 from analyzer.simulation.runner import Runner
 from analyzer.simulation.sparse_format import sparsify
 from recommender.materialize import materialize
-from analyzer.statistics import collect
+from analyzer.passes.statistics import collect
 from search.space import build_space, uniform
 from tests import zoo
 

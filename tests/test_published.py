@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer.calibration import Dataset, model_inputs
+from analyzer.readers.data import Dataset, model_inputs
 from analyzer.errors import UnsupportedModelError
 from analyzer.readers import read
 from analyzer.readers.normalize import normalize

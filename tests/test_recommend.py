@@ -50,7 +50,7 @@ def test_writes_a_model_that_measures_what_the_report_says(recommended, digits_d
     rec = doc["recommended"]
     assert rec["bytes"] == len(written) and doc["outputs"]["model"].endswith("small.tflite")
     # re-measure independently: the held-out split is the search's (seed 0, 40 %)
-    from analyzer.calibration import load
+    from analyzer.readers.data import load
     from search.engine import split
 
     graph = read_bytes(written)
@@ -164,6 +164,30 @@ def test_fine_tuning_prunes_and_clusters_a_keras2_model_then_searches_each(digit
     assert {"pruning", "weight clustering"} <= {a["technique"] for a in doc["advice"]}
     written = tmp_path / ("s.tflite" if code == 0 else "s.best-effort.tflite")
     assert written.stat().st_size == doc["recommended"]["bytes"]
+
+
+def test_fine_tuned_models_are_sparse_and_clustered(digits_demo):
+    """What pruning and clustering hand to the search, measured in the converted file: every
+    kernel at the schedule's final sparsity, and at most --clusters distinct values (for the
+    layers tfmot wraps: convolutions and dense layers; it leaves depthwise kernels as they are).
+    One epoch of digits is 45 steps: tfmot's default mask frequency (100) never pruned it."""
+    from analyzer.readers.tflite import read_bytes
+    from recommender.training import TrainingSettings, fine_tune
+
+    settings = TrainingSettings(str(digits_demo / "digits_train.npz"), epochs=1, sparsity=0.75, clusters=16)
+    tuned = {f.technique: f for f in fine_tune(str(digits_demo / "digits_cnn_k2.h5"), ["prune", "cluster"],
+                                               settings, 1)}
+    assert set(tuned) == {"prune", "cluster"}
+    for technique, f in tuned.items():
+        graph = read_bytes(f.model, f"{technique}.tflite")
+        kernels = [graph.constant(graph.main.tensors[la.inputs[1]]) for la in graph.main.layers
+                   if la.op in ("CONV_2D", "FULLY_CONNECTED")]
+        assert kernels, technique
+        for w in kernels:
+            if technique == "prune":
+                assert np.mean(w == 0) >= 0.74, f"pruned kernel {w.shape}: {np.mean(w == 0):.2f} zeros"
+            else:
+                assert len(np.unique(w)) <= 16, f"clustered kernel {w.shape}: {len(np.unique(w))} values"
 
 
 def test_quantization_aware_training_runs_when_post_training_falls_short(digits_demo, tmp_path):

@@ -251,7 +251,7 @@ def test_activation_ranges_come_from_finite_values_only():
     """A damaged model overflowed to inf in a fuzzing run; the int8 scales computed from that
     range made a rewritten model crash the interpreter (SIGSEGV, caught by the cage). Ranges
     now come from the finite values (masks of -inf are real in attention models too)."""
-    from analyzer.statistics import _Accumulator
+    from analyzer.passes.statistics import _Accumulator
 
     acc = _Accumulator(0)
     acc.add(np.array([1.0, np.inf, -np.inf, np.nan, -2.0], np.float32))
@@ -302,7 +302,7 @@ def _children() -> list[int]:
 
 
 def _crashing_every_other_evaluation(models):
-    from analyzer.calibration import Dataset
+    from analyzer.readers.data import Dataset
     from analyzer.simulation.evaluator import CagedEvaluator, Setup
     from tests import zoo
 

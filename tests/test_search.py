@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import UsageError
 from analyzer.readers import read
 from analyzer.simulation.choices import LayerChoice
@@ -30,7 +30,7 @@ def _data(n: int = 60, seed: int = 0) -> Dataset:
 @pytest.fixture(scope="module")
 def cnn(models):
     from analyzer.simulation.ranges import calibrated
-    from analyzer.statistics import collect
+    from analyzer.passes.statistics import collect
 
     graph = read(models["float_cnn"])
     ranges = calibrated(collect(graph, graph.model_bytes(), _data(8)), "minmax", 99.99)

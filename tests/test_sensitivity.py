@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.readers import read
-from analyzer.sensitivity import SensitivitySettings, analyze_sensitivity
+from analyzer.passes.sensitivity import SensitivitySettings, analyze_sensitivity
 from analyzer.simulation.cache import ResultCache
 from analyzer.simulation.choices import PRECISIONS
 from analyzer.simulation.evaluator import Evaluator, Setup, Task
@@ -83,8 +83,8 @@ def test_one_at_a_time_is_that_configuration(cnn, result):
 
 
 def _ranges(cnn, res):
-    from analyzer.sensitivity import activation_ranges
-    from analyzer.statistics import collect
+    from analyzer.passes.sensitivity import activation_ranges
+    from analyzer.passes.statistics import collect
 
     return activation_ranges(cnn, collect(cnn, cnn.model_bytes(), _data(48)), res.settings)
 
@@ -228,7 +228,7 @@ def test_metric_bounds_hold_for_every_prefix():
 def test_an_estimate_on_fewer_samples_is_the_score_of_those_samples(cnn, result):
     """A proxy asks for its first 16 samples (where invokes are per batch of 8): the score
     is what an evaluator holding only those samples gives."""
-    from analyzer.calibration import Dataset
+    from analyzer.readers.data import Dataset
 
     res, _ = result
     ranges = _ranges(cnn, res)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.errors import UnsupportedModelError
 from analyzer.readers import read
 from analyzer.simulation.choices import FLOAT, PRECISIONS, LayerChoice
@@ -15,7 +15,7 @@ from analyzer.simulation.metrics import fidelity
 from analyzer.simulation.ranges import calibrated, converter_ranges
 from analyzer.simulation.rewrite import Rewriter
 from analyzer.simulation.runner import Runner
-from analyzer.statistics import collect
+from analyzer.passes.statistics import collect
 from tests import zoo
 
 
@@ -57,7 +57,11 @@ def test_float_config_is_the_float_model(cnn):
     b = _run_plain(built.model, x)
     out = graph.main.outputs[0]
     np.testing.assert_array_equal(a.get_tensor(out), b.get_tensor(out))
-    assert read  # the rewritten model is a model our reader accepts too
+    from analyzer.readers.tflite import read_bytes
+
+    again = read_bytes(built.model, "rewritten.tflite")  # the rewritten model is one our reader accepts too
+    assert [la.op for la in again.main.layers] == [la.op for la in graph.main.layers]
+    assert [t.shape for t in again.main.tensors[:len(graph.main.tensors)]] == [t.shape for t in graph.main.tensors]
     assert len(built.model) < len(model) + 4096
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from analyzer.calibration import load
+from analyzer.readers.data import load
 from analyzer.readers import read
-from analyzer.statistics import collect
+from analyzer.passes.statistics import collect
 
 
 def test_statistics_match_direct_runs(models, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ai_edge_litert import schema_py_generated as fb
 
-from analyzer.targets import OpView, available_targets, load_table
+from analyzer.passes.targets import OpView, available_targets, load_table
 
 CASES = Path(__file__).parent / "tables"
 BUILTINS = {k for k in vars(fb.BuiltinOperator) if not k.startswith("_")}

@@ -208,7 +208,7 @@ def test_weights_in_an_external_file_group(models, tmp_path):
     are constants of known size; the tool does not open the other file."""
     from ai_edge_litert import schema_py_generated as fb
 
-    from analyzer.cost import analyze_cost
+    from analyzer.passes.cost import analyze_cost
     from tests.flatbuffer_edit import pack, unpack
 
     model = unpack(models["mlp"].read_bytes())

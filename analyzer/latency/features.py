@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from analyzer.cost import op_macs
+from analyzer.passes.cost import op_macs
 from analyzer.graph import Layer, LayerGraph
 
 FEATURES = ("macs", "in_elems", "out_elems", "w_elems", "kernel", "stride", "cin", "cout", "out_hw", "inputs")

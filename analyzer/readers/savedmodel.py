@@ -1,7 +1,7 @@
 """SavedModel directories: the static pass, then the real converter, then the .tflite reader.
 
 ``open_source(path)`` reads ``saved_model.pb`` statically (nothing runs, TensorFlow is not
-imported) into a :class:`analyzer.tf_static.StaticReport`. ``convert_to_graph`` runs the
+imported) into a :class:`analyzer.passes.tf_static.StaticReport`. ``convert_to_graph`` runs the
 converter in a subprocess (builtins, then SELECT_TF_OPS) into a temporary directory, never
 the model's own, and reads the float .tflite into the same :class:`LayerGraph` every pass
 works on; its layer names are the source model's (the converter keeps them in tensor names).
@@ -14,14 +14,14 @@ import struct
 import tempfile
 from dataclasses import dataclass, replace
 
-from analyzer.conversion import DEFAULT_TIMEOUT, ConversionResult, convert
+from analyzer.converter.bridge import DEFAULT_TIMEOUT, ConversionResult, convert
 from analyzer.errors import InputPathError, ModelFormatError, UnsupportedModelError
 from analyzer.graph import LayerGraph
 from analyzer.readers import tflite
 from analyzer.readers.keras import KerasStatic, read_keras_metadata
 from analyzer.readers.protowire import WireError
 from analyzer.readers.tf_graph import parse_saved_model
-from analyzer.tf_static import StaticReport, analyze_meta_graph, serving_meta_graph
+from analyzer.passes.tf_static import StaticReport, analyze_meta_graph, serving_meta_graph
 
 FORMAT = "savedmodel"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analyzer.calibration import Dataset
+from analyzer.readers.data import Dataset
 from analyzer.graph import LayerGraph
 from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.cache import ResultCache, data_digest, digest

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from analyzer.data_tables import load_data_table
 from analyzer.graph import LayerGraph
-from analyzer.statistics import TensorStats
+from analyzer.passes.statistics import TensorStats
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from analyzer.calibration import Dataset, ModelInput, model_inputs
+from analyzer.readers.data import Dataset, ModelInput, model_inputs
 from analyzer.errors import InterpreterError
 from analyzer.graph import LayerGraph
 
@@ -25,7 +25,7 @@ def require_runnable(graph: LayerGraph, custom_ops: tuple[str, ...] = ()) -> Non
     every evaluation runs the model, so none can start. Static analysis still holds. With
     ``custom_ops`` registerers, the model is loaded with them to see whether they provide
     the missing kernels."""
-    from analyzer.compatibility import analyze_compatibility
+    from analyzer.passes.compatibility import analyze_compatibility
     from analyzer.errors import UnsupportedModelError
 
     require_memory(graph)
@@ -71,14 +71,14 @@ def require_memory(graph: LayerGraph, batch: int = 1) -> None:
     """Raise UnsupportedModelError when the model's activations alone (the peak of tensors
     alive at once, at ``batch`` samples per invoke) need more memory than this machine has
     free: running it would end in the out-of-memory killer, not in an answer."""
-    from analyzer.cost import peak_activation_memory
+    from analyzer.passes.cost import peak_activation_memory
     from analyzer.errors import UnsupportedModelError
 
     free = available_memory()
     peak = peak_activation_memory(graph)
     need = peak.bytes * max(1, batch)
     if free is not None and need > 0.8 * free:
-        from analyzer.render import _size
+        from analyzer.render.report import _size
 
         raise UnsupportedModelError(
             f"{graph.info.path}: running the model needs {_size(need)} for activations (at layer "
@@ -103,7 +103,7 @@ class Runner:
             i.batched for i in self.inputs)
         self.batch = max(1, min(batch, len(data))) if dynamic else 1
         if self.batch > 1:  # large activations: fewer samples per invoke, so a batch fits in a quarter of memory
-            from analyzer.cost import peak_activation_memory
+            from analyzer.passes.cost import peak_activation_memory
 
             per, free = peak_activation_memory(graph).bytes, available_memory()
             if per and free:

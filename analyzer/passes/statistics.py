@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.calibration import Dataset, model_inputs
+from analyzer.readers.data import Dataset, model_inputs
 from analyzer.graph import LayerGraph
 
 RESERVOIR = 4096  # values kept per tensor for percentiles

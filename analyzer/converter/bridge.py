@@ -1,6 +1,6 @@
 """Run the real TFLite converter in a subprocess, with a time limit, and read its verdict.
 
-TensorFlow is imported only in the child (``analyzer.conversion_worker``), so a converter
+TensorFlow is imported only in the child (``analyzer.converter.worker``), so a converter
 crash, hang or memory blow-up cannot take the analysis down, and the parent stays light.
 The converter's errors are parsed into the ops they name ("TF Select ops: ...", "Custom
 ops: ...", "'tf.X' op is neither a custom op nor a flex op").
@@ -91,7 +91,7 @@ def _run_worker(args: list[str], timeout: float) -> tuple[dict[str, Any] | None,
     """Run the worker in its own process group; on a time-out or an interrupt the whole group
     is killed, so no converter outlives the analysis or writes into a removed directory."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    p = subprocess.Popen([sys.executable, "-m", "analyzer.conversion_worker", *args], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "analyzer.converter.worker", *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         stdout, stderr = p.communicate(timeout=timeout)

@@ -9,10 +9,13 @@ import sys
 import time
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser, _positive_int
+PROG = "analyze calibrate-latency"
+INTERRUPTED = "interrupted; no profile written"
 
-    p = _Parser(prog="analyze calibrate-latency",
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.cli.args import Parser, positive_int
+
+    p = Parser(prog="analyze calibrate-latency",
                 description="Time a sweep of single-op models on this machine and write a latency profile "
                             "for --latency-profile (about a minute on 2 cores at --scale 1).")
     p.add_argument("--out", "-o", metavar="FILE", help="the profile to write (.json); with --quick, default: "
@@ -20,11 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="at most 30 s: re-time a few anchor ops of the reference "
                    "profile and rescale all of it per op kind and variant, instead of the full sweep")
     p.add_argument("--reference", metavar="FILE", help="with --quick: the profile to rescale (default: the shipped one)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (default: 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default: 1)")
     p.add_argument("--scale", type=float, default=1.0, help="samples per op relative to the default plan "
                    "(default: 1.0; 0.1 for a quick check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled shapes (default: 0)")
-    p.add_argument("--passes", type=_positive_int, default=2, help="time every op this many times, in separate "
+    p.add_argument("--passes", type=positive_int, default=2, help="time every op this many times, in separate "
                    "passes, and keep the fastest (default: 2; a shared machine's bursts of load slow one pass)")
     p.add_argument("--name", help="device name to record (default: the CPU model)")
     p.add_argument("--force", action="store_true", help="overwrite an existing profile")

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer.cost import weight_inputs
+from analyzer.passes.cost import weight_inputs
 from analyzer.dtypes import FLOATS
 from analyzer.graph import LayerGraph, Tensor
 from analyzer.op_roles import WEIGHTED_OPS

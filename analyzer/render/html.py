@@ -10,7 +10,7 @@ import html
 import io
 from typing import Any
 
-from analyzer.render_sensitivity import describe_metric, sensitivity_rows, summary_lines
+from analyzer.render.sensitivity import describe_metric, sensitivity_rows, summary_lines
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -154,7 +154,7 @@ def _scatter(sens: dict[str, Any]) -> str:
 
 
 def _latency(lat: dict[str, Any]) -> list[str]:
-    from analyzer.render_latency import latency_rows, summary_lines
+    from analyzer.render.latency import latency_rows, summary_lines
 
     headers, rows = latency_rows(lat)
     return (["<h2>Latency</h2><ul>"] + [f"<li>{escape(line)}</li>" for line in summary_lines(lat)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
-from analyzer.targets import Failure, OpView, TargetTable, available_targets, load_table
+from analyzer.passes.targets import Failure, OpView, TargetTable, available_targets, load_table
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Child process of :mod:`analyzer.conversion`: imports TensorFlow and runs the converter.
+"""Child process of :mod:`analyzer.converter.bridge`: imports TensorFlow and runs the converter.
 
-``python -m analyzer.conversion_worker savedmodel SRC OUT MODE`` converts the SavedModel at
+``python -m analyzer.converter.worker savedmodel SRC OUT MODE`` converts the SavedModel at
 SRC (all its serving signatures) to a float .tflite at OUT, with builtins only
 (MODE=builtins) or with SELECT_TF_OPS. ``... keras SRC OUTDIR safe|trusted`` loads a Keras
 file (``safe_mode`` unless trusted) and exports it as a SavedModel in OUTDIR. Prints one JSON line: {"ok": true, "signatures": [...]}
@@ -16,7 +16,7 @@ import sys
 
 def _signature_keys(src: str) -> list[str]:
     from analyzer.readers.tf_graph import parse_saved_model
-    from analyzer.tf_static import serving_meta_graph
+    from analyzer.passes.tf_static import serving_meta_graph
 
     with open(os.path.join(src, "saved_model.pb"), "rb") as f:
         meta = serving_meta_graph(parse_saved_model(f.read()).meta_graphs)

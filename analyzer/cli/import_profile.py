@@ -17,10 +17,13 @@ from typing import Any
 IMPORTED = "imported"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import _Parser, _positive_int
+PROG = "analyze import-profile"
+INTERRUPTED = "interrupted; no profile written"
 
-    p = _Parser(prog="analyze import-profile",
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.cli.args import Parser, positive_int
+
+    p = Parser(prog="analyze import-profile",
                 description="Make a latency profile for --latency-profile from the per-op tables of LiteRT's "
                             "benchmark_model --enable_op_profiling=true run on a device (any "
                             "--op_profiling_output_mode: stdout text, csv or proto).")
@@ -33,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="add the timings to the imported profile --out, "
                    "replacing its samples of the same model files (keeps the others)")
     p.add_argument("--force", action="store_true", help="overwrite an existing profile")
-    p.add_argument("--threads", type=_positive_int, help="the --num_threads benchmark_model ran with "
+    p.add_argument("--threads", type=positive_int, help="the --num_threads benchmark_model ran with "
                    "(default: 1, or with --merge the profile's)")
     p.add_argument("--xnnpack", action=argparse.BooleanOptionalAction, default=None,
                    help="whether benchmark_model ran with XNNPACK (--use_xnnpack=true; default: yes, or with "

@@ -1,4 +1,4 @@
-"""``analyze``: the command line. Thin: parse, call the library, render, map errors to exits.
+"""``analyze MODEL``: the report command. Thin: parse, call the library, render.
 
 Exit codes: 0 fine; 1 findings the user asked to fail on (``--fail-on unsupported``);
 2 bad input or usage (one line on stderr, no traceback); 3 an internal error (a bug:
@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 import os
-import signal
 import sys
 
 from analyzer import __version__
-from analyzer.errors import AnalyzerError, InterpreterError, UsageError
+from analyzer.cli.args import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, Parser, positive_int
+from analyzer.errors import InterpreterError, UsageError
 from analyzer.simulation import interpreter as custom_op_registerers
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
-        self.exit(EXIT_BAD_INPUT, f"analyze: error: {message}\n")
-
+PROG = "analyze"
+INTERRUPTED = "interrupted"
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.render import FORMATS
+    from analyzer.render.report import FORMATS
 
-    p = _Parser(
+    p = Parser(
         prog="analyze",
         description="Analyze a LiteRT (.tflite) model: layers, cost, op compatibility per target.",
         epilog="Exit codes: 0 fine, 1 findings asked for with --fail-on, 2 bad input or usage, "
@@ -42,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     p.add_argument("--graph", metavar="FILE", help="export the layer graph (.graphml or .dot)")
+    p.add_argument("--model-explorer", metavar="DIR", help="write Google Model Explorer overlays (node data: "
+                   "compatibility per target, weight bytes, MACs, and latency and sensitivity when asked for) "
+                   "into DIR, keyed to the ops of the .tflite; prints the command that opens them")
     p.add_argument("--fail-on", choices=("unsupported", "unconvertible", "unsafe"), action="append", default=[],
                    help="exit 1 if an op is unsupported on a selected target (unsupported), a source "
                         "model does not convert to builtins (unconvertible), or its graph touches "
@@ -55,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model's inputs, or one array x; optional labels y) or a folder of .npy files")
     s.add_argument("--data-fn", metavar="MODULE:FUNCTION", help="a function returning an iterable of "
                    "{input name: array} dicts, one per sample")
-    s.add_argument("--samples", type=_positive_int, metavar="N", help="use N samples, drawn with --seed (default: all)")
+    s.add_argument("--samples", type=positive_int, metavar="N", help="use N samples, drawn with --seed (default: all)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sample draw and statistics (default: 0)")
     s.add_argument("--precisions", default="int8,int4,float16",
                    help="comma-separated precisions to try per layer (default: int8,int4,float16); known: "
@@ -80,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "may cause and still be called safe (default: 0.01)")
     s.add_argument("--min-sqnr", type=float, default=25.0, metavar="DB",
                    help="without labels: output SQNR a safe layer keeps (default: 25 dB)")
-    s.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
+    s.add_argument("--jobs", "-j", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="worker processes for the evaluations (default: up to 2)")
     s.add_argument("--cache-dir", metavar="DIR", help="where evaluated configurations are kept (default: "
                    "$XDG_CACHE_HOME/compression-advisor)")
@@ -95,85 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--latency-profile", metavar="FILE", help="the device profile to predict with (implies "
                      "--predict-latency); make one with `analyze calibrate-latency --out FILE`, or from a phone's "
                      "benchmark_model op tables with `analyze import-profile`")
-    lat.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads for --measure-latency "
+    lat.add_argument("--threads", type=positive_int, default=1, help="interpreter threads for --measure-latency "
                      "(default: 1)")
-    lat.add_argument("--runs", type=_positive_int, default=20, help="timed runs of the whole model (default: 20)")
+    lat.add_argument("--runs", type=positive_int, default=20, help="timed runs of the whole model (default: 20)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--version", action="version", version=f"compression-advisor {__version__}")
     return p
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files and children go
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    raw = sys.argv[1:] if argv is None else argv
-    if raw[:1] == ["search"]:
-        from search.cli import build_parser as search_parser, run as search_run
-
-        args = search_parser().parse_args(raw[1:])
-        return guarded("analyze search", lambda: search_run(args), debug=args.debug, sigterm=argv is None,
-                       interrupted="interrupted; evaluations so far are cached, a rerun resumes")
-    if raw[:1] == ["calibrate-latency"]:
-        from analyzer.latency.calibrate_cli import build_parser as calibrate_parser, run as calibrate_run
-
-        args = calibrate_parser().parse_args(raw[1:])
-        return guarded("analyze calibrate-latency", lambda: calibrate_run(args), debug=False, sigterm=argv is None,
-                       interrupted="interrupted; no profile written")
-    if raw[:1] == ["import-profile"]:
-        from analyzer.latency.import_cli import build_parser as import_parser, run as import_run
-
-        args = import_parser().parse_args(raw[1:])
-        return guarded("analyze import-profile", lambda: import_run(args), debug=False, sigterm=argv is None,
-                       interrupted="interrupted; no profile written")
-    args = build_parser().parse_args(argv)
-    return guarded("analyze", lambda: _run(args), debug=args.debug, sigterm=argv is None)
-
-
-def guarded(prog: str, run: Callable[[], int], *, debug: bool, sigterm: bool, interrupted: str = "interrupted") -> int:
-    """Run a command with the documented exit codes: bad input is one line and exit 2,
-    Ctrl-C (or SIGTERM, when ``sigterm``) exit 130, a bug one line and exit 3."""
-    previous = signal.signal(signal.SIGTERM, _terminate) if sigterm else None
-    try:
-        return run()
-    except AnalyzerError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, not bad input: say so in one line; --debug shows it all
-        if debug:
-            raise
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
-              "report it)", file=sys.stderr)
-        return EXIT_INTERNAL
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from analyzer.export import graph_format, render_graph
-    from analyzer.output import check_outputs, write_atomic
-    from analyzer.render import render
+def run(args: argparse.Namespace) -> int:
+    from analyzer.render.graph_export import graph_format, render_graph
+    from analyzer.output import check_directory, check_outputs, write_atomic
+    from analyzer.render.report import render
     from analyzer.report import analyze
 
     # Every usage and output problem is found before the model is read or anything written.
     if args.graph:
         graph_format(args.graph)
     check_outputs([p for p in (args.output, args.graph) if p], protect=args.model)
+    if args.model_explorer:
+        check_directory(args.model_explorer, protect=args.model)
     settings = _sensitivity_settings(args) if args.data or args.data_fn else None
     report = analyze(args.model, args.target, trust_model=args.trust_model,
                      convert_timeout=args.convert_timeout, verify=True)
@@ -196,6 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
+    if args.model_explorer and report.graph is not None:
+        write_overlays(args.model_explorer, report, args.model)
     findings = _findings(report, args.fail_on)
     for line in findings:
         print(f"analyze: {line}", file=sys.stderr)
@@ -204,8 +144,22 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_FINDINGS if findings else EXIT_OK
 
 
+def write_overlays(directory: str, report, model: str, prog: str = PROG, **views) -> None:
+    """Model Explorer overlays of ``report`` into ``directory``; a source model's converted
+    .tflite beside them (the overlays name its ops); the command that opens them on stderr."""
+    from analyzer.output import write_atomic
+    from analyzer.render import model_explorer
+
+    paths = model_explorer.write(directory, report, **views)
+    tflite = model
+    if not model.endswith(".tflite"):
+        tflite = os.path.join(directory, os.path.basename(model.rstrip("/")).rsplit(".", 1)[0] + ".tflite")
+        write_atomic(tflite, report.graph.model_bytes())
+    print(f"{prog}: Model Explorer overlays: {model_explorer.open_command(tflite, paths)}", file=sys.stderr)
+
+
 def _sensitivity_settings(args: argparse.Namespace):
-    from analyzer.sensitivity import SensitivitySettings
+    from analyzer.passes.sensitivity import SensitivitySettings
     from analyzer.simulation.choices import parse_precisions, parse_sparsity
 
     if args.data and args.data_fn:
@@ -221,10 +175,10 @@ def _sensitivity_settings(args: argparse.Namespace):
 
 
 def _sensitivity(args: argparse.Namespace, report, settings):
-    from analyzer.calibration import load
+    from analyzer.readers.data import load
     from analyzer.progress import progress_bar
     from analyzer.readers.normalize import normalize
-    from analyzer.sensitivity import analyze_sensitivity
+    from analyzer.passes.sensitivity import analyze_sensitivity
     from analyzer.simulation.cache import ResultCache, default_directory
     from analyzer.simulation.rewrite import require_float
     from analyzer.simulation.runner import require_runnable
@@ -280,6 +234,3 @@ def _findings(report, fail_on: list[str]) -> list[str]:
             out.append("unsafe: " + ", ".join(src.model.unsafe_reasons()))
     return out
 
-
-if __name__ == "__main__":
-    sys.exit(main())

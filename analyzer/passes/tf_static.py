@@ -16,7 +16,7 @@ from typing import Any
 from analyzer.data_tables import load_data_table
 from analyzer.dtypes import nbytes
 from analyzer.readers.tf_graph import MetaGraph, Node
-from analyzer.targets import load_table
+from analyzer.passes.targets import load_table
 
 _SKIP_SIGNATURES = {"__saved_model_init_op"}
 _CALL_OPS = {"StatefulPartitionedCall", "PartitionedCall"}

@@ -17,7 +17,7 @@ def render(report: AnalysisReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"
     if fmt == "html":
-        from analyzer.html_report import render_html
+        from analyzer.render.html import render_html
 
         return render_html(_finite(report.to_dict()))
     return _text(report.to_dict(), markdown=fmt == "markdown")
@@ -180,11 +180,11 @@ def _text(d: dict[str, Any], markdown: bool) -> str:
             out.append("fix: " + "\n     ".join(t["fixes"]) if not markdown
                        else "\n".join(f"- fix: {f}" for f in t["fixes"]))
     if d.get("sensitivity"):
-        from analyzer import render_sensitivity
+        from analyzer.render import sensitivity as render_sensitivity
 
         out.extend(_section(render_sensitivity.section(d["sensitivity"]), markdown, h))
     if d.get("latency"):
-        from analyzer import render_latency
+        from analyzer.render import latency as render_latency
 
         out.extend(_section(render_latency.section(d["latency"]), markdown, h))
     return "\n".join(out) + "\n"

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.calibration import Dataset
-from analyzer.cost import analyze_cost
+from analyzer.readers.data import Dataset
+from analyzer.passes.cost import analyze_cost
 from analyzer.errors import UsageError
 from analyzer.graph import Layer, LayerGraph
 from analyzer.simulation.cache import ResultCache
@@ -29,7 +29,7 @@ from analyzer.simulation.evaluator import CagedEvaluator, Setup, Task, evaluate_
 from analyzer.simulation.metrics import Score
 from analyzer.simulation.ranges import calibrated, converter_ranges
 from analyzer.simulation.rewrite import Rewriter
-from analyzer.statistics import collect_caged
+from analyzer.passes.statistics import collect_caged
 
 RANGE_METHODS = ("minmax", "percentile")
 

@@ -1,0 +1,1 @@
+"""Analysis passes: each takes the LayerGraph (and what it needs) and returns a result."""

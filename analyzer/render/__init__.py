@@ -1,0 +1,1 @@
+"""Renderers: results to text, Markdown, JSON, HTML and graph exports."""
