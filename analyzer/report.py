@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
     from analyzer.passes.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.4"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes
+SCHEMA_VERSION = "1.5"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes;
+# 1.5: compatibility.<ethos-u target>.npu (Vela's placement, cycles and memory)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from analyzer.errors import UsageError
 from analyzer.graph import LayerGraph
+from analyzer.npu.vela import ACCELERATORS
 from analyzer.passes.targets import Failure, OpView, TargetTable, available_targets, load_table
 
 
@@ -57,6 +58,7 @@ class TargetReport:
     partitioning: Partitioning | None
     fixes: tuple[str, ...]
     source: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    npu: dict[str, Any] | None = None  # an NPU compiler's own numbers (Vela: cycles, memory, per-op placement)
 
     @property
     def ok(self) -> bool:
@@ -70,6 +72,7 @@ class TargetReport:
             "partitioning": self.partitioning.to_dict() if self.partitioning else None,
             "unsupported": [v.to_dict() for v in self.unsupported],
             "fixes": list(self.fixes), "source": [dict(s) for s in self.source],
+            **({"npu": self.npu} if self.npu is not None else {}),
         }
 
 
@@ -94,7 +97,12 @@ def resolve_targets(spec: str | Sequence[str] | None) -> list[str]:
     if not names:
         raise UsageError(f"--target {spec!r}: no target named (known: {', '.join(known)})")
     for n in names:
-        load_table(n)  # raises UsageError naming the known targets
+        if n not in ACCELERATORS:
+            try:
+                load_table(n)
+            except UsageError:
+                raise UsageError(f"unknown target {n!r} (known: {', '.join(known)}, and the Ethos-U "
+                                 f"configurations {ACCELERATORS[0]} ... {ACCELERATORS[-1]})") from None
     return names
 
 
@@ -114,8 +122,44 @@ def static_tensors(graph: LayerGraph, subgraph: int) -> frozenset[int]:
 def analyze_compatibility(graph: LayerGraph, targets: Sequence[str] | None = None) -> CompatibilityResult:
     static = {sg.index: static_tensors(graph, sg.index) for sg in graph.subgraphs}
     views = {layer.key: OpView.of(graph, layer, static[layer.subgraph]) for layer in graph.layers()}
-    reports = [_report(graph, load_table(t), views) for t in resolve_targets(targets)]
+    reports = [_ethos_u_report(graph, t) if t in ACCELERATORS else _report(graph, load_table(t), views)
+               for t in resolve_targets(targets)]
     return CompatibilityResult(tuple(reports))
+
+
+def _ethos_u_report(graph: LayerGraph, accelerator: str) -> TargetReport:
+    """An Ethos-U configuration, as its compiler (Vela) places the ops: NPU, or the CPU with
+    Vela's reason; its cycles and memory in ``npu``."""
+    from analyzer.npu import vela
+
+    family, macs = accelerator.rsplit("-", 1)
+    name = f"Arm {family.replace('ethos-u', 'Ethos-U')} ({macs} MACs), Vela"
+    total = sum(len(sg.layers) for sg in graph.subgraphs)
+    if not vela.available():
+        return TargetReport(accelerator, name, "n/a", 0, 0, (), f"not checked: Ethos-U targets are compiled with "
+                            f"Vela, which is not installed ({vela.INSTALL})", None, (),
+                            ({"tool": "ethos-u-vela", "answered": False},))
+    try:
+        result = vela.compile_model(graph, accelerator)
+    except vela.VelaError as exc:
+        return TargetReport(accelerator, name, "fails", total, 0, (), str(exc), None, (),
+                            ({"tool": "ethos-u-vela", "version": vela.version(), "answered": True},))
+    layers = {(la.subgraph, la.index): la for la in graph.layers()}
+    cpu = [o for o in result.ops if o.placement == "cpu"]
+    unsupported = tuple(OpVerdict(o.subgraph, o.index, layers[o.subgraph, o.index].name, layers[o.subgraph, o.index].op,
+                                  layers[o.subgraph, o.index].version, tuple(Failure(r) for r in o.reasons))
+                        for o in cpu)
+    on_npu = sum(o.placement == "npu" for o in result.ops)
+    status = "full" if not cpu else "none" if not on_npu else "partial"
+    consequence = (f"{on_npu} of {total} ops on the NPU ({total - on_npu - len(cpu)} folded away by Vela), "
+                   f"{len(cpu)} on the CPU; {result.partitions} NPU partition(s); Vela: {result.cycles_total:,} "
+                   f"cycles = {result.inference_ms:.3f} ms at {result.core_clock_hz / 1e6:g} MHz "
+                   f"({result.system_config}, {result.memory_mode}); SRAM {result.sram_kib:.1f} KiB, flash "
+                   f"{result.flash_kib:.1f} KiB" + (" (the CPU ops' time is not in it)" if cpu else ""))
+    part = Partitioning(result.partitions, on_npu, None, len(cpu))
+    return TargetReport(accelerator, f"{name} {result.version}", status, total, total - len(cpu), unsupported,
+                        consequence, part, (), ({"tool": "ethos-u-vela", "version": result.version,
+                                                 "answered": True},), result.to_dict())
 
 
 def _report(graph: LayerGraph, table: TargetTable, views: dict[str, OpView]) -> TargetReport:

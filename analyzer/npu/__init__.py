@@ -1,0 +1,1 @@
+"""NPU compilers: Arm Ethos-U through Vela."""
