@@ -208,6 +208,16 @@ def test_activations_beyond_the_machines_memory_are_not_run(models, tmp_path, mo
     monkeypatch.setattr(runner, "available_memory", lambda: 16 * 1024)  # a machine with 16 KiB free
     with pytest.raises(UnsupportedModelError, match=r"needs \d+\.\d KiB for activations .* 16\.0 KiB free: not run"):
         runner.require_memory(graph)
+    # the simulated forms count too: a fuzzed RESHAPE declaring [1, 2**31 - 1] floats ran (8.6 GB
+    # each) but its rewritten models carried four such tensors, minutes of work per evaluation
+    from analyzer.passes.cost import peak_activation_memory
+
+    peak = peak_activation_memory(graph).bytes
+    largest = max(t.nbytes for t in graph.main.tensors if not t.is_constant and t.dtype == "float32")
+    free = int((peak + largest) / 0.8)  # the float model alone fits, its simulated forms do not
+    monkeypatch.setattr(runner, "available_memory", lambda: free)
+    with pytest.raises(UnsupportedModelError, match="its simulated forms needs .* copies of a"):
+        runner.require_memory(graph)
 
 
 def test_a_damaged_result_cache_is_detected_and_recomputed(tmp_path):

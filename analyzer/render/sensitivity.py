@@ -37,7 +37,6 @@ def summary_lines(sens: dict[str, Any]) -> list[str]:
 
 def sensitivity_rows(sens: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     names = list(sens["variants"])
-    first = names[0] if names else None
     alone = sens["settings"].get("one_at_a_time", True)
     headers = ["rank", "layer", "op", "params"] + ([f"{v} alone" for v in names] if alone else [])
     if sens["settings"]["all_but_one"]:

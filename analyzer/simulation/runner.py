@@ -67,22 +67,31 @@ def available_memory() -> int | None:
         return None
 
 
+# What a simulated layer adds beside its float output: its int8 copy (a quarter), the float
+# it is dequantized to, and the float reference of a local measurement (rewrite.py's shadows)
+REWRITE_COPIES = 2.25
+
+
 def require_memory(graph: LayerGraph, batch: int = 1) -> None:
-    """Raise UnsupportedModelError when the model's activations alone (the peak of tensors
-    alive at once, at ``batch`` samples per invoke) need more memory than this machine has
-    free: running it would end in the out-of-memory killer, not in an answer."""
-    from analyzer.passes.cost import peak_activation_memory
+    """Raise UnsupportedModelError when the activations of the models an evaluation runs
+    (the peak of tensors alive at once, plus the copies the rewrite adds of the largest one,
+    at ``batch`` samples per invoke) need more memory than this machine has free: running it
+    would end in the out-of-memory killer, or in minutes per evaluation, not in an answer."""
     from analyzer.errors import UnsupportedModelError
+    from analyzer.passes.cost import peak_activation_memory
 
     free = available_memory()
     peak = peak_activation_memory(graph)
-    need = peak.bytes * max(1, batch)
+    largest = max((t.nbytes for t in graph.main.tensors if not t.is_constant and t.dtype.startswith("float")),
+                  default=0)
+    need = int((peak.bytes + REWRITE_COPIES * largest) * max(1, batch))
     if free is not None and need > 0.8 * free:
         from analyzer.render.report import _size
 
         raise UnsupportedModelError(
-            f"{graph.info.path}: running the model needs {_size(need)} for activations (at layer "
-            f"{peak.at_layer}), more than this machine's {_size(free)} free: not run")
+            f"{graph.info.path}: running the model and its simulated forms needs {_size(need)} for activations "
+            f"(the peak at layer {peak.at_layer}, and copies of a {_size(largest)} tensor), more than this "
+            f"machine's {_size(free)} free: not run")
 
 
 
