@@ -50,9 +50,21 @@ def test_cli_json_and_bad_configuration(models, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "ethos-u55-32" in err
 
 
-def test_without_vela_the_target_says_what_to_install(models, monkeypatch):
+@pytest.mark.parametrize("name", ["int8_cnn", "int16x8_cnn", "float_cnn", "demo_mobilenet_v2"])
+def test_without_vela_the_static_pre_check_answers_as_vela_places(models, monkeypatch, name):
+    """The static table (tables/npu/, from Vela's operator constraints) against Vela's own
+    placement, op by op, on the test models Vela compiles."""
     from analyzer.npu import vela as bridge
 
+    graph = read(models[name])
+    try:
+        compiled = bridge.compile_model(graph, "ethos-u55-256")
+    except bridge.VelaError:
+        pytest.skip("Vela refuses this model")
     monkeypatch.setattr(bridge, "available", lambda: False)
-    (report,) = analyze_compatibility(read(models["int8_cnn"]), ["ethos-u55-256"]).targets
-    assert report.status == "n/a" and "compression-advisor[ethos-u]" in report.consequence
+    (report,) = analyze_compatibility(graph, ["ethos-u55-256"]).targets
+    assert "static pre-check" in report.consequence and "compression-advisor[ethos-u]" in report.consequence
+    assert report.npu is None
+    static_cpu = {(v.subgraph, v.index) for v in report.unsupported}
+    vela_cpu = {(o.subgraph, o.index) for o in compiled.ops if o.placement == "cpu"}
+    assert static_cpu == vela_cpu

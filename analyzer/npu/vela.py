@@ -214,18 +214,19 @@ def _result(graph: LayerGraph, accelerator: str, out: str, stdout: str, seconds:
         for key in found:
             if reason not in reasons[key]:
                 reasons[key].append(reason)
-    cpu_names = _cpu_outputs(out)
     sid_of = {v: k for k, v in op_of.items()}
+    npu_keys = {key for key in keys if sid_of.get(key) in on_npu
+                or any(r.get("operator") != "Passthrough" for r in perf.get(sid_of.get(key), []))}
+    cpu_keys = _cpu_ops(graph, out, [k for k in keys if k not in npu_keys])
     ops = []
     for sg in graph.subgraphs:
         for layer in sg.layers:
             key = (sg.index, layer.index)
             sid = sid_of.get(key)
             rows = [r for r in perf.get(sid, []) if r.get("operator") != "Passthrough"]
-            name = sg.tensors[layer.outputs[0]].name if layer.outputs and layer.outputs[0] >= 0 else None
-            if rows or sid in on_npu:
+            if key in npu_keys:
                 placement = "npu"
-            elif perf.get(sid) or key in reasons or (name is not None and name in cpu_names):
+            elif key in cpu_keys or key in reasons:
                 placement = "cpu"
             else:
                 placement = "elided"
@@ -265,8 +266,18 @@ def _compiled_ops(out: str) -> list[tuple[str, str | None]]:
             for sg in g.subgraphs for layer in sg.layers]
 
 
-def _cpu_outputs(out: str) -> set[str]:
-    return {name for op, name in _compiled_ops(out) if op != "ethos-u" and name}
+def _cpu_ops(graph: LayerGraph, out: str, candidates: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The ops of ``candidates`` (not on the NPU, in model order) that the compiled model still
+    runs on the CPU: it keeps them as ordinary ops, in their order, so they are the longest
+    run of ``candidates`` matching its non-NPU ops by op type; the others were folded away."""
+    compiled = [op for op, _ in _compiled_ops(out) if op != "ethos-u"]
+    kept, j = set(), 0
+    for sg, i in candidates:
+        layer = graph.subgraphs[sg].layers[i]
+        if j < len(compiled) and compiled[j] == (layer.custom_code or layer.op):
+            kept.add((sg, i))
+            j += 1
+    return kept
 
 
 def _partitions(out: str) -> int:

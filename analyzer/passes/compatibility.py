@@ -127,6 +127,29 @@ def analyze_compatibility(graph: LayerGraph, targets: Sequence[str] | None = Non
     return CompatibilityResult(tuple(reports))
 
 
+def ethos_u_static_report(graph: LayerGraph, accelerator: str) -> TargetReport:
+    """An Ethos-U configuration judged by the static pre-check (the table made from Vela's
+    operator constraints, ``tables/npu/``), without compiling: what answers when Vela is
+    not installed. Its consequence says so."""
+    import dataclasses
+    import json
+    from importlib import resources
+
+    from analyzer.npu import vela
+    from analyzer.passes.targets import parse_table
+
+    family = accelerator.rsplit("-", 1)[0]
+    path = resources.files("analyzer") / "tables" / "npu" / f"{family}.json"
+    table = parse_table(json.loads(path.read_text(encoding="utf-8")), f"tables/npu/{family}.json")
+    static = {sg.index: static_tensors(graph, sg.index) for sg in graph.subgraphs}
+    views = {layer.key: OpView.of(graph, layer, static[layer.subgraph]) for layer in graph.layers()}
+    report = _report(graph, table, views)
+    return dataclasses.replace(
+        report, target=accelerator, name=f"{table.name}, {accelerator.rsplit('-', 1)[1]} MACs",
+        consequence=f"{report.consequence} (static pre-check from Vela's operator constraints; Vela itself, "
+                    f"which has the last word, is not installed: {vela.INSTALL})")
+
+
 def _ethos_u_report(graph: LayerGraph, accelerator: str) -> TargetReport:
     """An Ethos-U configuration, as its compiler (Vela) places the ops: NPU, or the CPU with
     Vela's reason; its cycles and memory in ``npu``."""
@@ -136,9 +159,7 @@ def _ethos_u_report(graph: LayerGraph, accelerator: str) -> TargetReport:
     name = f"Arm {family.replace('ethos-u', 'Ethos-U')} ({macs} MACs), Vela"
     total = sum(len(sg.layers) for sg in graph.subgraphs)
     if not vela.available():
-        return TargetReport(accelerator, name, "n/a", 0, 0, (), f"not checked: Ethos-U targets are compiled with "
-                            f"Vela, which is not installed ({vela.INSTALL})", None, (),
-                            ({"tool": "ethos-u-vela", "answered": False},))
+        return ethos_u_static_report(graph, accelerator)
     try:
         result = vela.compile_model(graph, accelerator)
     except vela.VelaError as exc:
