@@ -217,7 +217,8 @@ def _result(graph: LayerGraph, accelerator: str, out: str, stdout: str, seconds:
     sid_of = {v: k for k, v in op_of.items()}
     npu_keys = {key for key in keys if sid_of.get(key) in on_npu
                 or any(r.get("operator") != "Passthrough" for r in perf.get(sid_of.get(key), []))}
-    cpu_keys = _cpu_ops(graph, out, [k for k in keys if k not in npu_keys])
+    compiled = _compiled_ops(out)
+    cpu_keys = _cpu_ops(graph, compiled, [k for k in keys if k not in npu_keys])
     ops = []
     for sg in graph.subgraphs:
         for layer in sg.layers:
@@ -249,7 +250,7 @@ def _result(graph: LayerGraph, accelerator: str, out: str, stdout: str, seconds:
                       float(s.get("core_clock") or 0), int(s.get("cycles_total") or 0),
                       int(s.get("cycles_npu") or 0), float(s.get("inference_time") or 0) * 1000,
                       float(s.get("sram_memory_used") or 0), flash, float(s.get("dram_memory_used") or 0),
-                      tuple(ops), _partitions(out), seconds, perf_available, notes)
+                      tuple(ops), sum(op == "ethos-u" for op, _ in compiled), seconds, perf_available, notes)
 
 
 def _compiled_ops(out: str) -> list[tuple[str, str | None]]:
@@ -266,11 +267,12 @@ def _compiled_ops(out: str) -> list[tuple[str, str | None]]:
             for sg in g.subgraphs for layer in sg.layers]
 
 
-def _cpu_ops(graph: LayerGraph, out: str, candidates: list[tuple[int, int]]) -> set[tuple[int, int]]:
+def _cpu_ops(graph: LayerGraph, compiled_ops: list[tuple[str, str | None]],
+             candidates: list[tuple[int, int]]) -> set[tuple[int, int]]:
     """The ops of ``candidates`` (not on the NPU, in model order) that the compiled model still
     runs on the CPU: it keeps them as ordinary ops, in their order, so they are the longest
     run of ``candidates`` matching its non-NPU ops by op type; the others were folded away."""
-    compiled = [op for op, _ in _compiled_ops(out) if op != "ethos-u"]
+    compiled = [op for op, _ in compiled_ops if op != "ethos-u"]
     kept, j = set(), 0
     for sg, i in candidates:
         layer = graph.subgraphs[sg].layers[i]
@@ -278,7 +280,3 @@ def _cpu_ops(graph: LayerGraph, out: str, candidates: list[tuple[int, int]]) -> 
             kept.add((sg, i))
             j += 1
     return kept
-
-
-def _partitions(out: str) -> int:
-    return sum(op == "ethos-u" for op, _ in _compiled_ops(out))
