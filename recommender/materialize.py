@@ -109,6 +109,7 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
         recipe.append(entry)
         writers[i] = ("pruned + " if choice.sparsity else "") + key
     if recipe:
+        model = _unshare_weights(graph, model, choices)
         model = _quantize(graph, model, recipe, calibration if any(c.activations != "float" for c in choices.values())
                           else None)
         model = _finite_scales(model)
@@ -158,6 +159,50 @@ def check_written(graph: LayerGraph, written: bytes, choices: Mapping[int, Layer
             if t.dtype not in want:
                 raise UnsupportedModelError(
                     f"layer {i} ({layer.op}): asked for {choice.weights} weights, the writer left them {t.dtype}")
+
+
+def _unshare_weights(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoice]) -> bytes:
+    """A constant read by layers given different precisions (a weight two ops share) gets one
+    copy per reader after the first, with its own buffer, so that each is written as its layer
+    asks. ai-edge-quantizer's own duplication of such a tensor names the copy with a str, and
+    then fails on it when it inserts a DEQUANTIZE (float16 on one reader, int8 on the other).
+    The simulation already gives each reader its own copy, so the size it predicted holds."""
+    def dense(i: int) -> LayerChoice:
+        c = choices.get(i, LayerChoice())
+        return LayerChoice(c.weights, c.activations, c.block)
+
+    sg = graph.main
+    readers: dict[int, list[int]] = {}
+    for layer in sg.layers:
+        for t in set(layer.inputs):
+            if t >= 0 and sg.tensors[t].is_constant:
+                readers.setdefault(t, []).append(layer.index)
+    shared = {t: ops for t, ops in readers.items() if len({dense(i) for i in ops}) > 1}
+    if not shared:
+        return model
+    import copy
+
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+
+    from analyzer.simulation.rewrite import inline_buffers, pack, unpack
+
+    m = unpack(model)
+    inline_buffers(m, model)
+    main = m.subgraphs[0]
+    for t, ops in shared.items():
+        data = m.buffers[main.tensors[t].buffer].data
+        for op_index in ops[1:]:
+            buf = fb.BufferT()
+            buf.data = np.array(data, dtype=np.uint8, copy=True) if data is not None else None
+            m.buffers.append(buf)
+            tensor = copy.deepcopy(main.tensors[t])
+            tensor.buffer = len(m.buffers) - 1
+            tensor.name = (main.tensors[t].name or b"") + f"_for_op{op_index}".encode()
+            main.tensors.append(tensor)
+            op = main.operators[op_index]
+            op.inputs = [len(main.tensors) - 1 if k == t else k for k in op.inputs]
+    return pack(m)
 
 
 def _finite_scales(model: bytes) -> bytes:
@@ -210,7 +255,8 @@ def write_recipe(model: bytes, name: str) -> bytes:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings(), quiet_native_stderr():
         warnings.simplefilter("ignore")
-        written = _finite_scales(bytes(qt.quantize().quantized_model))
+        with _writer_failures(name):
+            written = _finite_scales(bytes(qt.quantize().quantized_model))
     if len(written) >= len(model):
         raise UnsupportedModelError(f"ai-edge-quantizer's {name} wrote {len(written):,} bytes, not smaller than the "
                                     f"float model's {len(model):,}: it quantized nothing here")
@@ -231,5 +277,24 @@ def _quantize(graph: LayerGraph, model: bytes, recipe: list[dict], calibration: 
         if qt.need_calibration:
             if calibration is None:
                 raise UnsupportedModelError("int8 / int16 activations need calibration data")
-            result = qt.calibrate(_calibration(graph, calibration))
-        return bytes(qt.quantize(result).quantized_model)
+            with _writer_failures("calibration"):
+                result = qt.calibrate(_calibration(graph, calibration))
+        with _writer_failures("this configuration"):
+            return bytes(qt.quantize(result).quantized_model)
+
+
+@contextlib.contextmanager
+def _writer_failures(what: str):
+    """ai-edge-quantizer's own failures on a model (its Python code raising on a graph it did
+    not expect, e.g. a TypeError when it duplicates a shared tensor and then inserts a DEQUANTIZE
+    after the copy) as a typed refusal: the writer cannot write ``what``; the caller notes it and
+    goes on with the next candidate."""
+    try:
+        yield
+    except UnsupportedModelError:
+        raise
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party code on a user's graph: any failure is a refusal
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise UnsupportedModelError(f"ai-edge-quantizer could not write {what}: {type(exc).__name__}: {first}") from exc

@@ -286,7 +286,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         best = None
         if "milp" in settings.strategies:
             every = proxy.tasks(r.space, settings.proxy_samples)
-            part_results = _climb(r, proxy.ladders(r.space, every), floor)  # whatever the budget
+            part_results = _climb(r, proxy.ladders(r.space, every), floor, notes)  # whatever the count budget
             rest = [t for t in every if t.key not in part_results]
             r.rescale()
             room = max(0, r.budget_left() - settings.bisect_steps - 2)
@@ -355,15 +355,25 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                         layer_sqnr)
 
 
-def _climb(r: _Run, ladders: dict[int, list[Task]], floor: float) -> dict:
+def _climb(r: _Run, ladders: dict[int, list[Task]], floor: float, notes: list[str], share: float = 0.6) -> dict:
     """Each layer's weight precisions alone, from the smallest up, until one keeps the floor
-    (on the proxy samples) or none is left: measured whatever the budget, so that a search
-    never stops before it knows each layer's cheapest precision that holds alone. The
-    layers climb together, one rung per batch (the batches keep both workers busy)."""
+    (on the proxy samples) or none is left: measured whatever the evaluation budget, so that a
+    search never stops before it knows each layer's cheapest precision that holds alone. The
+    layers climb together, one rung per batch (the batches keep both workers busy). A
+    wall-clock budget (``--budget 5m``) is the user's bound on time: the climb stops between
+    batches once ``share`` of it is spent (the rest is the bisection's), and the layers still
+    climbing keep what was measured (a note says so)."""
     results: dict = {}
     pending = {layer: list(steps) for layer, steps in ladders.items() if steps}
+    chunk = len(pending) if r.deadline is None else max(4, 8 * max(1, r.settings.jobs))
     while pending:
-        results.update(r.measured([steps[0] for steps in pending.values()], essential=True))
+        rung = [steps[0] for steps in pending.values()]
+        for start in range(0, len(rung), chunk):
+            if r.deadline is not None and r.deadline - time.monotonic() <= (1 - share) * r.settings.minutes * 60:
+                notes.append(f"{share:.0%} of the time budget was spent while each layer's cheapest precision was being measured: "
+                             f"{len(pending)} layer(s) keep the precisions measured so far")
+                return results
+            results.update(r.measured(rung[start:start + chunk], essential=True))
         pending = {layer: steps[1:] for layer, steps in pending.items()
                    if len(steps) > 1 and results.get(steps[0].key, {}).get("metric", -math.inf) < floor}
     return results

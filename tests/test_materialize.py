@@ -149,3 +149,40 @@ def externalize_or_not(data: bytes) -> bytes:
     m = unpack(data)
     m.signatureDefs = []  # as a published file without signatures: normalisation adds one
     return pack(m)
+
+
+def test_a_weight_two_layers_share_is_written_as_each_layer_asks(models):
+    """A tied weight read by two FULLY_CONNECTED ops given different precisions: each reader
+    gets its own copy (ai-edge-quantizer's own duplication failed with a TypeError when one
+    reader was float16), and the written model runs close to the float one."""
+    from analyzer.readers.normalize import normalize
+
+    norm = normalize(read(models["shared_weights"]))
+    graph, model = norm.graph, norm.model
+    fcs = _by_op(graph, "FULLY_CONNECTED")
+    assert len(fcs) == 2
+    name = graph.main.tensors[graph.main.inputs[0]].name
+    data = Dataset("random", {name: np.random.default_rng(2).normal(size=(8, 1, 16)).astype(np.float32)}, None,
+                   tuple(range(8)))
+    ref = Runner(graph, data).outputs(model)[0]
+    for first, second in (("float16", "int8"), ("int8", "float16"), ("int4", "float32")):
+        written = materialize(graph, model, {fcs[0]: LayerChoice(first), fcs[1]: LayerChoice(second)}, data)
+        out_graph = read_bytes(written.model)
+        stored = sorted(t.dtype for t in out_graph.main.tensors if t.is_constant and len(t.shape) == 2)
+        assert stored == sorted({"float16", "int8", "int4", "float32"} & {first, second}), (first, second, stored)
+        assert _sqnr(ref, Runner(out_graph, data).outputs(written.model)[0]) > 15
+
+
+def test_the_quantizers_own_failures_are_a_typed_refusal():
+    """ai-edge-quantizer is Python code run on a user's graph: whatever it raises is the
+    writer refusing that configuration (the pipeline notes it and goes on), not an internal
+    error of ours; our own typed refusals and memory errors pass through unchanged."""
+    from analyzer.errors import UnsupportedModelError
+    from recommender.materialize import _writer_failures
+
+    with pytest.raises(UnsupportedModelError, match="could not write this configuration: TypeError: can only"):
+        with _writer_failures("this configuration"):
+            "name" + b"_dequant"  # noqa: B018 - what the quantizer did on a tied float16 weight
+    with pytest.raises(MemoryError):
+        with _writer_failures("x"):
+            raise MemoryError

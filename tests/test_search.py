@@ -200,6 +200,33 @@ def test_time_budget(cnn):
         _budget("soon")
 
 
+def test_a_time_budget_bounds_the_climb_too():
+    """An evaluation budget does not stop the climb (each layer's cheapest precision that holds
+    alone), a wall-clock budget does: between chunks, once 60 % of it is spent, with a note."""
+    import time
+    from types import SimpleNamespace
+
+    from search.engine import _climb
+
+    calls = []
+
+    def measured(tasks, essential=False):
+        calls.append([t.key for t in tasks])
+        run.deadline = time.monotonic() + 0.1 * 60  # the first chunk spent 90 % of one minute
+        return {t.key: {"metric": 0.0} for t in tasks}  # every rung misses the floor: all would climb on
+
+    ladders = {layer: [SimpleNamespace(key=(layer, rung)) for rung in range(3)] for layer in range(40)}
+    run = SimpleNamespace(deadline=time.monotonic() + 60, settings=SimpleNamespace(minutes=1.0, jobs=2),
+                          measured=measured)
+    notes: list[str] = []
+    results = _climb(run, ladders, 10.0, notes)
+    assert len(calls) == 1 and len(calls[0]) == 16 and len(results) == 16  # one chunk of 8 x jobs, then stop
+    assert notes and "40 layer(s) keep the precisions measured so far" in notes[0]
+    run.deadline, calls[:] = None, []  # no time budget: every rung of every layer, one batch per rung
+    run.measured = lambda tasks, essential=False: calls.append(len(tasks)) or {t.key: {"metric": 0.0} for t in tasks}
+    assert len(_climb(run, ladders, 10.0, [])) == 120 and calls == [40, 40, 40]
+
+
 def test_a_small_budget_still_finds_each_layers_cheapest_precision_that_holds_alone(cnn):
     """Whatever the budget, each layer's weight precisions are measured alone from the
     smallest up until one keeps the floor (on the proxy samples); nothing above it."""

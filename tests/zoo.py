@@ -184,6 +184,21 @@ def _convert_function(fn, *, select_tf_ops: bool = False, custom_ops: bool = Fal
     return conv.convert()
 
 
+def shared_weights() -> bytes:
+    """Two FULLY_CONNECTED ops reading one weight tensor (a tied weight, as in published
+    models that reuse an embedding or a layer): per-layer precisions must not clash on it."""
+    import numpy as np
+
+    tf = _tf()
+    w = tf.constant(np.random.default_rng(3).normal(0, 0.3, (16, 16)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32, name="features")])
+    def tied(x):
+        return tf.matmul(tf.nn.relu(tf.matmul(x, w)), w)
+
+    return _convert_function(tied)
+
+
 def select_tf_ops() -> bytes:
     """A model whose MatrixInverse only runs with the Flex delegate (SELECT_TF_OPS)."""
     tf = _tf()
@@ -348,6 +363,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "lstm": lstm,
     "attention": attention,
     "select_tf_ops": select_tf_ops,
+    "shared_weights": shared_weights,
     "custom_op": custom_op,
     "control_flow": control_flow,
     "two_signatures": two_signatures,
