@@ -30,13 +30,28 @@ def test_an_int8_model_compiles_and_its_cycles_add_up(models, accelerator):
     assert report.partitioning.partitions >= 1
 
 
-def test_a_float_model_stays_on_the_cpu_with_vela_s_reason(models):
-    (report,) = analyze_compatibility(read(models["float_cnn"]), ["ethos-u55-128"]).targets
-    if report.status == "fails":  # Vela refuses some float graphs outright: one line saying so
-        assert "Vela could not compile" in report.consequence and "\n" not in report.consequence
-        return
-    assert report.status == "none" and not any(o["placement"] == "npu" for o in report.npu["ops"])
-    assert any("Float32" in v.failures[0].reason for v in report.unsupported)
+def test_a_float_model_is_judged_as_its_full_int8_form(models):
+    """Ethos-U runs integer models: a float model gets the verdict of its full-int8 form
+    (ai-edge-quantizer static int8), keyed by the float model's own ops; the QUANTIZE /
+    DEQUANTIZE ops the form adds are listed apart; the form Vela compiled is real."""
+    from analyzer.npu import int8_form
+
+    graph = read(models["float_cnn"])
+    assert int8_form.is_float(graph) and not int8_form.is_float(read(models["int8_cnn"]))
+    (report,) = analyze_compatibility(graph, ["ethos-u55-128"]).targets
+    assert report.judged_as["form"] == "full-int8" and "random samples" in report.judged_as["calibration"]
+    assert report.consequence.startswith("judged as its full-int8 form")
+    ops = report.npu["ops"]
+    added = report.judged_as["added_ops"]
+    assert sorted(o["index"] for o in ops) == list(range(len(graph.main.layers)))  # the float model's ops
+    assert {a["op"] for a in added} <= {"QUANTIZE", "DEQUANTIZE"}
+    on_npu = {graph.main.layers[o["index"]].op for o in ops if o["placement"] == "npu"}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= on_npu
+    for v in report.unsupported:  # verdicts name the float model's op at that index
+        assert graph.main.layers[v.index].op == v.op
+    form = int8_form.write(graph)
+    assert all(form.graph.main.layers[k].op == graph.main.layers[i].op for k, i in form.origin.items())
+    assert len(form.graph.main.layers) == len(graph.main.layers) + len(added)
 
 
 def test_cli_json_and_bad_configuration(models, tmp_path):
@@ -56,9 +71,12 @@ def test_without_vela_the_static_pre_check_answers_as_vela_places(models, monkey
     placement, op by op, on the test models Vela compiles."""
     from analyzer.npu import vela as bridge
 
+    from analyzer.npu import int8_form
+
     graph = read(models[name])
+    form = int8_form.write(graph) if int8_form.is_float(graph) else None  # judged as its int8 form
     try:
-        compiled = bridge.compile_model(graph, "ethos-u55-256")
+        compiled = bridge.compile_model(form.graph if form else graph, "ethos-u55-256")
     except bridge.VelaError:
         pytest.skip("Vela refuses this model")
     monkeypatch.setattr(bridge, "available", lambda: False)
@@ -66,5 +84,6 @@ def test_without_vela_the_static_pre_check_answers_as_vela_places(models, monkey
     assert "static pre-check" in report.consequence and "compression-advisor[ethos-u]" in report.consequence
     assert report.npu is None
     static_cpu = {(v.subgraph, v.index) for v in report.unsupported}
-    vela_cpu = {(o.subgraph, o.index) for o in compiled.ops if o.placement == "cpu"}
+    vela_cpu = {(o.subgraph, form.origin[o.index] if form else o.index) for o in compiled.ops
+                if o.placement == "cpu" and (form is None or o.index in form.origin)}
     assert static_cpu == vela_cpu

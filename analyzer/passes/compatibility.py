@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.errors import UsageError
+from analyzer.errors import UnsupportedModelError, UsageError
 from analyzer.graph import LayerGraph
 from analyzer.npu.vela import ACCELERATORS
 from analyzer.passes.targets import Failure, OpView, TargetTable, available_targets, load_table
@@ -59,6 +59,7 @@ class TargetReport:
     fixes: tuple[str, ...]
     source: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     npu: dict[str, Any] | None = None  # an NPU compiler's own numbers (Vela: cycles, memory, per-op placement)
+    judged_as: dict[str, Any] | None = None  # a float model judged as its full-int8 form (NPU targets)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,7 @@ class TargetReport:
             "unsupported": [v.to_dict() for v in self.unsupported],
             "fixes": list(self.fixes), "source": [dict(s) for s in self.source],
             **({"npu": self.npu} if self.npu is not None else {}),
+            **({"judged_as": self.judged_as} if self.judged_as is not None else {}),
         }
 
 
@@ -151,6 +153,70 @@ def ethos_u_static_report(graph: LayerGraph, accelerator: str) -> TargetReport:
 
 
 def _ethos_u_report(graph: LayerGraph, accelerator: str) -> TargetReport:
+    """An Ethos-U configuration: Vela's placement and cycles when it is installed, else the
+    static pre-check. A float model is judged as its full-int8 form (what Ethos-U runs), its
+    verdicts tied back to its own ops; if that form cannot be written, as it is."""
+    from analyzer.npu import int8_form, vela
+
+    judge = _vela_report if vela.available() else ethos_u_static_report
+    if not int8_form.is_float(graph):
+        return judge(graph, accelerator)
+    try:
+        form = int8_form.write(graph)
+    except UnsupportedModelError as exc:
+        import dataclasses
+
+        report = judge(graph, accelerator)
+        return dataclasses.replace(report, consequence=f"{report.consequence} (judged as given: {exc})")
+    return _as_float_model(judge(form.graph, accelerator), graph, form)
+
+
+def _as_float_model(report: TargetReport, graph: LayerGraph, form) -> TargetReport:
+    """``report`` (on the int8 ``form``) in the float model's terms: verdicts and per-op
+    placement keyed by the float model's op indices; the ops the int8 form adds (QUANTIZE /
+    DEQUANTIZE at float boundaries) listed apart in ``judged_as``."""
+    import dataclasses
+
+    main = {la.index: la for la in graph.main.layers}
+
+    def mine(subgraph: int, index: int) -> int | None:
+        return form.origin.get(index) if subgraph == 0 else index
+
+    unsupported, added = [], []
+    for v in report.unsupported:
+        k = mine(v.subgraph, v.index)
+        if k is None:
+            added.append({"index": v.index, "op": v.op, "placement": "cpu"})
+            continue
+        la = main[k] if v.subgraph == 0 else graph.subgraphs[v.subgraph].layers[k]
+        unsupported.append(OpVerdict(v.subgraph, k, la.name, la.op, la.version, v.failures))
+    npu = None
+    if report.npu is not None:
+        npu = dict(report.npu)
+        ops = []
+        for o in report.npu["ops"]:
+            k = mine(o["subgraph"], o["index"])
+            if k is None:
+                if not any(a["index"] == o["index"] for a in added):
+                    added.append({"index": o["index"], "op": form.graph.main.layers[o["index"]].op,
+                                  "placement": o["placement"]})
+                continue
+            ops.append({**o, "index": k, "form_index": o["index"]})
+        npu["ops"] = ops
+    total = sum(len(sg.layers) for sg in graph.subgraphs)
+    added_cpu = sum(a["placement"] == "cpu" for a in added)
+    judged_as = {"form": "full-int8", "writer": "ai-edge-quantizer static_wi8_ai8", "calibration": form.calibration,
+                 "normalized": list(form.normalized), "added_ops": sorted(added, key=lambda a: a["index"]),
+                 "as_given": "float feature maps: Ethos-U runs none of its ops as they are"}
+    consequence = (f"{form.describe()}: {report.consequence}" +
+                   (f"; {len(added)} op(s) the int8 form adds at float boundaries ({added_cpu} on the CPU)"
+                    if added else ""))
+    return dataclasses.replace(report, judged_ops=total, supported_ops=total - len(unsupported),
+                               unsupported=tuple(unsupported), consequence=consequence, npu=npu,
+                               judged_as=judged_as)
+
+
+def _vela_report(graph: LayerGraph, accelerator: str) -> TargetReport:
     """An Ethos-U configuration, as its compiler (Vela) places the ops: NPU, or the CPU with
     Vela's reason; its cycles and memory in ``npu``."""
     from analyzer.npu import vela
@@ -158,8 +224,6 @@ def _ethos_u_report(graph: LayerGraph, accelerator: str) -> TargetReport:
     family, macs = accelerator.rsplit("-", 1)
     name = f"Arm {family.replace('ethos-u', 'Ethos-U')} ({macs} MACs), Vela"
     total = sum(len(sg.layers) for sg in graph.subgraphs)
-    if not vela.available():
-        return ethos_u_static_report(graph, accelerator)
     try:
         result = vela.compile_model(graph, accelerator)
     except vela.VelaError as exc:
