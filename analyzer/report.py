@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # the sensitivity pass is imported only when data is given
     from analyzer.passes.sensitivity import SensitivityResult
 
 SCHEMA = "compression-advisor/analyze"
-SCHEMA_VERSION = "1.5"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes;
-# 1.5: compatibility.<ethos-u target>.npu (Vela's placement, cycles and memory)
+SCHEMA_VERSION = "1.6"  # 1.3: quantization.details (blockwise); 1.4: latency profile machine record and notes;
+# 1.5: compatibility.<ethos-u target>.npu (Vela's placement, cycles and memory); 1.6: compatibility.<ethos-u
+# target>.judged_as (a float model judged as its full-int8 form) and npu.ops[].form_index
 
 
 @dataclass(frozen=True)

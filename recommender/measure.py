@@ -31,6 +31,7 @@ class Measured:
     estimated_metric: float | None = None  # the search's held-out estimate (simulation)
     writers: Mapping[int, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    npu: Mapping[str, Any] | None = None  # an Ethos-U target: the written model as Vela compiles it
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "bytes": self.bytes,
@@ -39,7 +40,7 @@ class Measured:
                 "latency_us": None if self.latency_us is None else round(self.latency_us, 2),
                 "predicted_latency_us": None if self.predicted_latency_us is None else round(self.predicted_latency_us, 2),
                 "runs_on": dict(self.runs_on), "writers": {str(k): v for k, v in sorted(self.writers.items())},
-                "notes": list(self.notes)}
+                "notes": list(self.notes), **({"npu": dict(self.npu)} if self.npu is not None else {})}
 
 
 class _Worker:

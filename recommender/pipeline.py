@@ -154,8 +154,15 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
         raise KeyboardInterrupt
     search_split, _ = split(data, settings.holdout, settings.seed)
     first = result.best or result.best_effort
-    queue = [first] + sorted((c for c in result.pareto if c.metric >= result.floor and c.bytes > first.bytes
-                              and c.config.key() != first.config.key()), key=lambda c: c.bytes)[:retries]
+    objective = search_kw.get("objective")
+    if objective is None:  # the next larger candidates that met the floor in simulation
+        queue = [first] + sorted((c for c in result.pareto if c.metric >= result.floor and c.bytes > first.bytes
+                                  and c.config.key() != first.config.key()), key=lambda c: c.bytes)[:retries]
+    else:  # an NPU's cycles: the next costlier ones that met it, among every candidate evaluated
+        seen = {c.config.key(): c for c in (*result.pareto, *result.evaluated) if c.metric >= result.floor}
+        queue = [first] + sorted((c for k, c in seen.items() if k != first.config.key()
+                                  and objective.cost(c.config.choices) > objective.cost(first.config.choices)),
+                                 key=lambda c: objective.cost(c.config.choices))[:retries]
     tried, failed = [], []
     for candidate in queue if result.best is not None else [first]:
         try:
@@ -200,6 +207,9 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
     from analyzer.latency.profile import load as load_profile
 
     norm = normalized if normalized is not None else normalize(report.graph)
+    if settings.npu is not None:
+        return _recommend_npu(report, norm, data, settings, metric_fn=metric_fn, cache=cache, dask=dask, step=step,
+                              search_progress=search_progress)
     graph, model = norm.graph, norm.model
     seconds: dict[str, float] = {}
     search_kw = {"metric_fn": metric_fn, "cache": cache, "dask": dask}
@@ -293,6 +303,93 @@ def recommend(report: AnalysisReport, data: Dataset, settings: SearchSettings, *
                     layer_sqnr=result.layer_sqnr_db, layer_names={la.index: la.name for la in graph.main.layers},
                     source_fixes=fixes, macs=cost.macs if cost else 0, params=cost.params if cost else 0,
                     conv_params=_conv_params(report), fine_tuned={v.measured.name: v.measured for v in variants[1:]})
+    return Recommendation(graph.info.path, met, result, tuple(rows), chosen, best.model, checks(chosen),
+                          tuple(advice), _layers(best.graph, best.result or result, best.config, chosen), seconds,
+                          tuple(notes))
+
+
+def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, settings: SearchSettings, *,
+                   metric_fn: str | None, cache, dask, step, search_progress) -> Recommendation:
+    """``recommend`` for an Ethos-U target (``recommender.npu``): the search minimises Vela's
+    cycles over int8 / int16 activations per layer; the chosen mix and both uniform models
+    are written, measured on held-out data and compiled by Vela; the recommendation is the
+    one that holds the floor in the fewest cycles."""
+    from analyzer.latency.predictor import LatencyPredictor
+    from analyzer.latency.profile import load as load_profile
+    from analyzer.npu import vela
+    from recommender.npu import CycleCosts, compile_written, refine
+
+    if not vela.available():
+        raise UnsupportedModelError(f"recommend --target {settings.npu} compiles each written model with Vela: "
+                                    f"{vela.INSTALL}")
+    graph, model = norm.graph, norm.model
+    seconds: dict[str, float] = {}
+    search_split, holdout = split(data, settings.holdout, settings.seed)
+    predictor = LatencyPredictor(load_profile(settings.latency_profile))
+    measurer = Measurer(model, holdout, metric_fn, predictor, threads=1, custom_ops=settings.custom_ops,
+                        path=graph.info.path)
+    costs = CycleCosts(graph, model, search_split, settings.npu, predictor, settings.npu_clock_hz)
+    notes: list[str] = [f"the model was normalised before the search: {c}" for c in norm.changes]
+    t0 = time.perf_counter()
+    step(f"writing the uniform int8 and int16x8 models and compiling them with Vela for {settings.npu}")
+    step("searching (cost: Vela's cycles per layer)")
+    ptq = _searched(graph, model, data, settings, measurer, "post-training", "Ethos-U ", progress=search_progress,
+                    metric_fn=metric_fn, cache=cache, dask=dask, objective=costs)
+    result = ptq.result
+    if ptq.measured.metric < result.holdout_floor and ptq.config is not None and result.best is not None:
+        step("refining the mix on written models (the simulation was optimistic)")
+        search_measurer = Measurer(model, search_split, metric_fn, None, threads=1, custom_ops=settings.custom_ops,
+                                   path=graph.info.path)
+        try:
+            refined = refine(dict(ptq.config.choices), result.layer_sqnr_db, costs,
+                             lambda c: materialize(graph, model, c, search_split), search_measurer.metric_of,
+                             result.floor, notes)
+        finally:
+            search_measurer.close()
+        if refined is not None:
+            choices, written = refined
+            measured = measurer.measure("post-training (refined)", "Ethos-U per-layer int8 / int16 activations, "
+                                        "refined on written models", written.model, writers=written.writers)
+            ptq = _Variant(result, measured, written.model, CompressionConfig(choices, "refined"), graph)
+    seconds["search"] = time.perf_counter() - t0
+    notes += costs.notes
+    t0 = time.perf_counter()
+    step("measuring the uniform models and compiling the written ones with Vela")
+    rows = [measurer.measure("float32", "the float model (Ethos-U runs none of it as it is)", model,
+                             predicted_bytes=result.float_bytes, estimated_metric=result.float_holdout_metric)]
+    candidates: list[_Variant] = []
+    for act, name, what in (("int8", "full_int8", "int8 weights and activations (uniform)"),
+                            ("int16", "int16x8", "int8 weights, int16 activations (uniform)")):
+        written_model, writers, compiled, choices = costs.uniform[act]
+        measured = measurer.measure(name, what, written_model, writers=writers)
+        rows.append(replace(measured, npu=compiled.to_dict()))
+        candidates.append(_Variant(None, rows[-1], written_model, CompressionConfig(choices, name), graph))
+    try:
+        compiled, _, _ = compile_written(ptq.model, f"{graph.info.path} (searched)", settings.npu,
+                                         settings.npu_clock_hz)
+        ptq = replace(ptq, measured=replace(ptq.measured, npu=compiled.to_dict()))
+        candidates.insert(0, ptq)
+    except (vela.VelaError, UnsupportedModelError) as exc:
+        notes.append(f"the searched model could not be compiled by Vela: {str(exc).splitlines()[0]}")
+    seconds["write_and_measure"] = time.perf_counter() - t0
+    floor = result.holdout_floor
+    holding = [v for v in candidates if v.measured.metric >= floor and v.measured.npu is not None]
+    met = bool(holding)
+    best = (min(holding, key=lambda v: (v.measured.npu["cycles"], v.measured.bytes)) if holding
+            else max(candidates, key=lambda v: v.measured.metric))
+    if met and best is not ptq:
+        notes.append(f"the uniform model {best.measured.name} holds the floor in the fewest Vela cycles: it is the "
+                     "recommendation")
+    if not met:
+        notes += _layer_reasons(result, graph)
+    rows.append(ptq.measured) if ptq.measured not in rows else None
+    chosen = replace(best.measured, name="recommended" if met else "best effort")
+    rows.append(chosen)
+    cost = report.cost
+    advice = advise(rows, chosen, met=met, holdout_floor=floor, metric=result.metric,
+                    layer_sqnr=result.layer_sqnr_db, layer_names={la.index: la.name for la in graph.main.layers},
+                    source_fixes={}, macs=cost.macs if cost else 0, params=cost.params if cost else 0,
+                    conv_params=_conv_params(report), fine_tuned={})
     return Recommendation(graph.info.path, met, result, tuple(rows), chosen, best.model, checks(chosen),
                           tuple(advice), _layers(best.graph, best.result or result, best.config, chosen), seconds,
                           tuple(notes))

@@ -16,7 +16,7 @@ from recommender.measure import RUNS_ON
 from recommender.pipeline import Recommendation
 
 SCHEMA = "compression-advisor/recommend"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: a row's "npu" (Ethos-U targets: the written model as Vela compiles it)
 
 _SHORT = {"cpu": "CPU", "xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI", "edgetpu": "EdgeTPU", "micro": "Micro"}
 

@@ -46,7 +46,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     floor.add_argument("--floor", type=float, help="the lowest acceptable metric (accuracy, your metric, or output "
                        "SQNR in dB without labels)")
     floor.add_argument("--floor-relative", type=float, help="the floor as a fraction of the float model's metric")
-    p.add_argument("--target", default="cpu", choices=targets(), help="what the model must run on (default: cpu)")
+    p.add_argument("--target", default="cpu", choices=search_targets(),
+                   help="what the model must run on (default: cpu); an Ethos-U configuration (ethos-u55-256, ...) "
+                        "searches int8 / int16 activations per layer for the fewest Vela cycles (recommend)")
+    p.add_argument("--npu-clock", type=float, metavar="MHZ", help="Ethos-U core clock for times and for the CPU "
+                   "fallback's cycles (default: Vela's system config, 500 MHz for the U55 High_End_Embedded)")
     p.add_argument("--budget", default="auto", help="evaluations, proxies included (default: auto, scaled to the "
                    "model: every one-layer measurement, the bisection and two greedy trials per layer, cut to about "
                    "two minutes of evaluations by the time the first ones take), or minutes of wall-clock time with "
@@ -86,13 +90,30 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true")
 
 
+def search_targets() -> tuple[str, ...]:
+    """The search's targets, with each Ethos-U configuration in place of the space's "ethos-u"."""
+    from analyzer.npu.vela import ACCELERATORS
+    from search.space import targets
+
+    return tuple(t for t in targets() if t != "ethos-u") + ACCELERATORS
+
+
 def search_settings(args: argparse.Namespace):
     """SearchSettings from the shared arguments (UsageError for bad values)."""
     from search.engine import SearchSettings
 
     evaluations, minutes = _budget(args.budget)
     args.metric_fn = metric_spec(args)
-    return SearchSettings(floor=args.floor, floor_relative=args.floor_relative, target=args.target,
+    from analyzer.npu.vela import ACCELERATORS
+
+    npu = args.target if args.target in ACCELERATORS else None
+    if args.npu_clock is not None and (npu is None or not args.npu_clock > 0):
+        raise UsageError(f"--npu-clock {args.npu_clock}: expected a clock in MHz with an Ethos-U --target")
+    if npu is not None and (args.strategy != "milp" or getattr(args, "train_data", None)):
+        raise UsageError(f"--target {npu}: the search minimises Vela's cycles with --strategy milp, post-training only")
+    return SearchSettings(floor=args.floor, floor_relative=args.floor_relative,
+                          target="ethos-u" if npu else args.target, npu=npu,
+                          npu_clock_hz=args.npu_clock * 1e6 if args.npu_clock else None,
                           budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout,
                           sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
                           strategy=args.strategy, proxy_samples=args.proxy_samples or None,
@@ -164,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.data_fn):
         raise UsageError("give --data or --data-fn (one of them)")
     settings = search_settings(args)
+    if settings.npu is not None:
+        raise UsageError(f"--target {settings.npu}: the cycle-minimising search writes each uniform model and compiles "
+                         f"it with Vela: run `recommend M --target {settings.npu} ...`")
     check_outputs([p for p in (args.output, args.config_out) if p], protect=args.model)
     report = analyze(args.model, ["cpu"], trust_model=args.trust_model, convert_timeout=args.convert_timeout,
                      verify=True)

@@ -53,6 +53,8 @@ class SearchSettings:
     strategy: str = "milp"  # milp | evolution | both
     minutes: float | None = None  # wall-clock budget, beside the evaluation budget
     custom_ops: tuple[str, ...] = ()  # custom-op registerers (--custom-ops)
+    npu: str | None = None  # an Ethos-U configuration (ethos-u55-256, ...): target "ethos-u", cost = Vela's cycles
+    npu_clock_hz: float | None = None  # --npu-clock; None: the Vela system config's core clock
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -121,6 +123,7 @@ class SearchResult:
     interrupted: bool = False
     # layer -> one-layer proxy (that part alone on that layer): output SQNR in dB per part label
     layer_sqnr_db: dict[int, dict[str, float]] = field(default_factory=dict)
+    evaluated: tuple[Candidate, ...] = ()  # every configuration evaluated (not in the JSON: the Pareto front is)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "interrupted": self.interrupted, "max_latency_us": self.max_latency_us,
@@ -152,13 +155,18 @@ def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     return part(search), part(hold)
 
 
+def _option_index(ls, choice) -> int:
+    want = choice or LayerChoice()
+    return next(k for k, o in enumerate(ls.options) if o.choice == want)
+
+
 class _OutOfTime(Exception):
     """The wall-clock budget ran out: stop searching, report what was found."""
 
 
 class _Run:
     def __init__(self, graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings,
-                 metric_fn: str | None, cache: ResultCache | None, progress, dask=None) -> None:
+                 metric_fn: str | None, cache: ResultCache | None, progress, dask=None, objective=None) -> None:
         self.settings, self.cache, self.progress, self.dask = settings, cache, progress, dask
         self.search_data, self.holdout_data = split(data, settings.holdout, settings.seed)
         stats = collect_caged(graph, model, self.search_data, seed=settings.seed, custom_ops=settings.custom_ops)
@@ -173,6 +181,8 @@ class _Run:
                              "not have: give --floor in dB, or --metric agreement|cosine (or labels, or --metric-fn)")
         self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity,
                                         restrict=dict(settings.restrict))
+        # what the search minimises: bytes, or ``objective(space)`` per layer and option (NPU cycles)
+        self.objective: dict[int, list[float]] | None = objective(self.space) if objective is not None else None
         self.evaluations = 0
         self.cached = 0
         self.seconds = 0.0  # spent evaluating (wall clock, all workers)
@@ -192,9 +202,18 @@ class _Run:
     def solve(self, costs, noise_budget: float):
         """The integer program under the noise budget (and the latency budget, if any)."""
         if self.latency is None or self.settings.max_latency_us is None:
-            return milp.solve(self.space, [costs], [noise_budget])
+            return milp.solve(self.space, [costs], [noise_budget], self.objective)
         lat, fixed = self.latency
-        return milp.solve(self.space, [costs, lat], [noise_budget, self.settings.max_latency_us - fixed])
+        return milp.solve(self.space, [costs, lat], [noise_budget, self.settings.max_latency_us - fixed], self.objective)
+
+    def cost(self, choices) -> float:
+        """What the search minimises: bytes, or the objective given per option (NPU cycles)."""
+        if self.objective is None:
+            return float(self.space.size(dict(choices)))
+        return sum(self.objective[ls.layer][_option_index(ls, choices.get(ls.layer))] for ls in self.space.layers)
+
+    def option_cost(self, ls, k: int) -> float:
+        return self.objective[ls.layer][k] if self.objective is not None else float(ls.options[k].bytes)
 
     def predicted_latency(self, choices: dict[int, LayerChoice]) -> float | None:
         if self.latency is None:
@@ -259,15 +278,18 @@ class _Run:
 
 def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSettings, *, metric_fn: str | None = None,
            cache: ResultCache | None = None, progress: Callable[[int], None] | None = None,
-           dask=None) -> SearchResult:
+           dask=None, objective: Callable[[Space], dict[int, list[float]]] | None = None) -> SearchResult:
     """Find the smallest configuration meeting the floor (see the module docstring).
+
+    ``objective`` (given the space: per layer, one value per option) replaces bytes as what
+    is minimised, e.g. an NPU's cycles (``recommender.npu``).
 
     ``dask`` (a ``distributed.Client``) runs the evaluations on its workers. Raises
     UsageError for bad settings or too little data, UnsupportedModelError for a model that is
     not float, MetricError for a failing metric function.
     """
     start = time.perf_counter()
-    r = _Run(graph, model, data, settings, metric_fn, cache, progress, dask)
+    r = _Run(graph, model, data, settings, metric_fn, cache, progress, dask, objective)
     base, base_hold = r.ev.baseline().metric, r.hold.baseline().metric
     floor = settings.floor if settings.floor is not None else settings.floor_relative * base
     hold_floor = settings.floor if settings.floor is not None else settings.floor_relative * base_hold
@@ -310,7 +332,8 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
         notes.append(f"interrupted after {r.evaluations} evaluations: the best so far, not checked on held-out data")
     except _OutOfTime:
         pass  # the time budget note below says so
-    feasible = sorted((c for c in r.seen.values() if _feasible(r, c, floor)), key=lambda c: c.bytes)
+    feasible = sorted((c for c in r.seen.values() if _feasible(r, c, floor)),
+                      key=lambda c: (r.cost(c.config.choices), c.bytes))
     chosen = None
     if interrupted:
         chosen = feasible[0] if feasible else None
@@ -352,7 +375,7 @@ def search(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSetti
                         baselines, _pareto(r.seen.values()), r.evaluations, r.cached, time.perf_counter() - start,
                         r.space.combinations(), len(r.search_data), len(r.holdout_data), tuple(notes),
                         settings.max_latency_us, r.predicted_latency(dict(best_effort.config.choices)), interrupted,
-                        layer_sqnr)
+                        layer_sqnr, tuple(r.seen.values()))
 
 
 def _climb(r: _Run, ladders: dict[int, list[Task]], floor: float, notes: list[str], share: float = 0.6) -> dict:
@@ -441,7 +464,7 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
         c = r.evaluate(chosen, f"milp:noise<={math.exp(mid):.3g}", essential=True)
         if c.metric >= floor:
             lo = mid
-            if best is None or c.bytes < best.bytes:
+            if best is None or r.cost(c.config.choices) < r.cost(best.config.choices):
                 best = c
         else:
             hi = mid
@@ -450,7 +473,7 @@ def _bisect(r: _Run, costs, floor: float) -> Candidate | None:
 
 def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
     """Spend what is left of the budget shrinking one layer at a time, cheapest noise per
-    byte saved first; keep every change that still meets the floor."""
+    byte (or objective unit: NPU cycles) saved first; keep every change that still meets the floor."""
     current = dict(best.config.choices)
     improved = True
     while improved and r.budget_left() > 1:
@@ -459,10 +482,10 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
         for ls in r.space.layers:
             now = current.get(ls.layer, LayerChoice())
             k_now = {o.choice: k for k, o in enumerate(ls.options)}.get(now)
-            now_bytes = ls.options[k_now].bytes if k_now is not None else ls.float_bytes
+            now_bytes = r.option_cost(ls, k_now) if k_now is not None else float(ls.float_bytes)
             now_cost = costs[ls.layer][k_now] if k_now is not None else 0.0
             for k, o in enumerate(ls.options):
-                saved = now_bytes - o.bytes
+                saved = now_bytes - r.option_cost(ls, k)
                 if saved > 0 and not math.isnan(costs[ls.layer][k]):
                     moves.append(((costs[ls.layer][k] - now_cost) / saved, ls.layer, o.choice))
         for _, layer, choice in sorted(moves, key=lambda m: m[0])[:max(1, min(6, r.budget_left() - 1))]:
@@ -470,7 +493,7 @@ def _fill(r: _Run, costs, best: Candidate, floor: float) -> Candidate:
             if r.settings.max_latency_us is not None and r.predicted_latency(trial) > r.settings.max_latency_us:
                 continue
             c = r.evaluate(trial, "greedy")
-            if c.metric >= floor and c.bytes < r.space.size(current):
+            if c.metric >= floor and r.cost(trial) < r.cost(current):
                 current, best, improved = trial, c, True
                 break
     return best

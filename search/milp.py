@@ -14,15 +14,19 @@ from analyzer.simulation.choices import LayerChoice
 from search.space import Space
 
 
-def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequence[float]) -> dict[int, LayerChoice] | None:
+def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequence[float],
+          objective: dict[int, list[float]] | None = None) -> dict[int, LayerChoice] | None:
     """The smallest choice per layer with ``sum(costs[k][layer][option]) <= budgets[k]`` for
     every k, or None if no assignment fits. ``costs[k][layer]`` lists one value per option of
-    ``space.layers[...]`` in order."""
+    ``space.layers[...]`` in order. ``objective`` (same shape; e.g. an NPU's cycles per
+    option) is minimised instead of bytes, bytes breaking ties."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     index = [(ls, k) for ls in space.layers for k in range(len(ls.options))]
     n = len(index)
     c = np.array([ls.options[k].bytes for ls, k in index], dtype=float)
+    if objective is not None:
+        c = np.array([objective[ls.layer][k] for ls, k in index], dtype=float) + c * 1e-9 / max(1.0, c.max())
     rows, lower, upper = [], [], []
     col = 0
     for ls in space.layers:  # one option per layer

@@ -31,7 +31,7 @@ def test_table_output(models):
 def test_json_output_schema(models, capsys):
     assert main([str(models["int8_cnn"]), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "compression-advisor/analyze" and doc["schema_version"] == "1.5"
+    assert doc["schema"] == "compression-advisor/analyze" and doc["schema_version"] == "1.6"
     assert doc["summary"]["quantization"]["scheme"] == "full_int8"
     assert set(doc["compatibility"]) >= {"cpu", "xnnpack", "gpu", "nnapi", "edgetpu", "micro", "flex"}
     assert doc["layers"][0]["op"] == "CONV_2D" and doc["layers"][0]["macs"] > 0

@@ -87,3 +87,44 @@ def test_without_vela_the_static_pre_check_answers_as_vela_places(models, monkey
     vela_cpu = {(o.subgraph, form.origin[o.index] if form else o.index) for o in compiled.ops
                 if o.placement == "cpu" and (form is None or o.index in form.origin)}
     assert static_cpu == vela_cpu
+
+
+def test_recommend_for_ethos_u_writes_the_fewest_cycles_that_hold(models, tmp_path):
+    """recommend --target ethos-u55-256: int8 weights with int8 / int16 activations per layer,
+    the cost Vela's cycles. The uniform int8 and int16x8 models are written, measured and
+    compiled; the recommendation holds the floor on held-out data in the fewest Vela cycles of
+    the written models that hold it, and is what Vela compiles to the cycles reported."""
+    import numpy as np
+
+    from analyzer.npu import vela as bridge
+    from analyzer.readers.tflite import read_bytes
+    from tests.test_recommend import run as recommend
+
+    data = tmp_path / "d.npz"
+    np.savez(data, image=np.random.default_rng(0).uniform(0, 1, (40, 32, 32, 3)).astype(np.float32))
+    out, report = tmp_path / "npu.tflite", tmp_path / "r.json"
+    code, _, err = recommend(models["float_cnn"], "--data", data, "--floor", "25", "--target", "ethos-u55-256",
+                             "--npu-clock", "250", "--no-cache", "--out", out, "--report", report)
+    doc = json.loads(report.read_text())
+    rows = {r["name"]: r for r in doc["baselines"]}
+    assert {"full_int8", "int16x8"} <= set(rows) and rows["int16x8"]["npu"]["cycles"] > rows["full_int8"]["npu"]["cycles"]
+    assert code == 0, err
+    chosen = doc["recommended"]
+    holding = [r for r in doc["baselines"] if r.get("npu") and r["meets_floor"] and r["name"] != "recommended"]
+    assert chosen["meets_floor"] and chosen["npu"]["cycles"] == min(r["npu"]["cycles"] for r in holding)
+    assert chosen["npu"]["inference_ms"] == pytest.approx(chosen["npu"]["cycles"] / 250e6 * 1000, rel=1e-6)
+    graph = read_bytes(out.read_bytes())
+    computing = [la for la in graph.main.layers if la.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert all(graph.main.tensors[la.inputs[1]].dtype == "int8" for la in computing)  # int8 weights
+    assert all(graph.main.tensors[la.outputs[0]].dtype in ("int8", "int16") for la in computing)
+    assert bridge.compile_model(graph, "ethos-u55-256").cycles_total == chosen["npu"]["cycles"]
+
+
+def test_ethos_u_search_options_are_refused_in_one_line_where_they_do_not_apply(models, tmp_path):
+    from tests.test_recommend import run as recommend
+
+    code, _, err = run_cli("search", models["float_cnn"], "--data", "x.npz", "--floor", "20", "--target",
+                           "ethos-u55-256")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "recommend" in err
+    code, _, err = recommend(models["float_cnn"], "--data", "x.npz", "--floor", "20", "--npu-clock", "100")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--npu-clock" in err

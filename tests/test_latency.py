@@ -155,7 +155,7 @@ def test_cli_latency(models, quick_profile, tmp_path):
     assert "predicted:" in out and "INFO" not in err
     rc, out, err = run_cli(models["float_cnn"], "--target", "cpu", "--predict-latency", "--format", "json")
     doc = json.loads(out)
-    assert doc["schema_version"] == "1.5" and doc["latency"]["measured"] is None
+    assert doc["schema_version"] == "1.6" and doc["latency"]["measured"] is None
     pred = doc["latency"]["predicted"]
     assert pred["total_us"] > 0 and len(pred["layers"]) == 18 and pred["profile"]["path"] == profiles.SHIPPED
     rc, out, err = run_cli(models["float_cnn"], "--predict-latency", "--latency-profile", tmp_path / "nope.json")

@@ -45,7 +45,7 @@ def test_writes_a_model_that_measures_what_the_report_says(recommended, digits_d
     code, stdout, stderr, out = recommended
     assert code == 0, stderr
     doc = json.loads((out / "report.json").read_text())
-    assert doc["schema"] == "compression-advisor/recommend" and doc["schema_version"] == "1.0" and doc["met"]
+    assert doc["schema"] == "compression-advisor/recommend" and doc["schema_version"] == "1.1" and doc["met"]
     written = (out / "small.tflite").read_bytes()
     rec = doc["recommended"]
     assert rec["bytes"] == len(written) and doc["outputs"]["model"].endswith("small.tflite")
