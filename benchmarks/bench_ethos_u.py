@@ -15,7 +15,14 @@ slowest time (goal: < 0.1 s).
 on the same file Vela compiled, and compares its NPU op count, its cycles and its wall time
 with ours (``analyze --target`` in a child process, cold, the way a user runs either).
 
+``--recommend NAME:FLOOR,...`` runs ``recommend --target ethos-u55-256`` on those corpus models
+(48 random inputs in [0, 1], output SQNR floor in dB; set it between the uniform int8 and the
+uniform int16x8 models' measured fidelity, which the same run prints) and prints, for the
+recommendation, uniform int8 and uniform int16x8: bytes, Vela cycles, NPU ops and held-out
+fidelity of the written files.
+
     python benchmarks/bench_ethos_u.py [--accelerators ethos-u55-256,ethos-u85-256] [--mlia VENV] [CORPUS]
+    python benchmarks/bench_ethos_u.py --recommend tfs_mobilenet_v1_025_float:7,mp_iris_landmark:37 [CORPUS]
 """
 
 from __future__ import annotations
@@ -45,7 +52,12 @@ def main() -> None:
     ap.add_argument("corpus", nargs="?", default=str(Path.home() / ".cache" / "compression-advisor" / "corpus"))
     ap.add_argument("--accelerators", default="ethos-u55-256,ethos-u85-256")
     ap.add_argument("--mlia", help="a virtual environment with mlia-ethos-u installed: compare with MLIA too")
+    ap.add_argument("--recommend", metavar="NAME:FLOOR,...", help="recommend --target ethos-u55-256 on these models "
+                    "against uniform int8 and int16x8 (and nothing else)")
     args = ap.parse_args()
+    if args.recommend:
+        recommend_side(Path(args.corpus), [tuple(x.rsplit(":", 1)) for x in args.recommend.split(",")])
+        return
     rows, totals, slowest = [], collections.Counter(), 0.0
     differ = collections.Counter()
     mlia_rows, forms = [], {}
@@ -120,6 +132,51 @@ def main() -> None:
                   f"{totals['mlia_ops']} ops (ours: NPU or folded away by Vela; MLIA: NPU), cycles equal on "
                   f"{totals['mlia_same_cycles']}; wall time ours {totals['ours_s']:.1f} s, MLIA "
                   f"{totals['mlia_s']:.1f} s: {totals['ours_s'] / max(totals['mlia_s'], 1e-9):.2f}x")
+
+
+def recommend_side(corpus: Path, models: list[tuple[str, str]], accelerator: str = "ethos-u55-256",
+                   samples: int = 48) -> None:
+    """``recommend --target`` on each model (random inputs, an SQNR floor) against the uniform
+    int8 and int16x8 models it writes, measures and compiles in the same run."""
+    import numpy as np
+
+    from analyzer.readers.data import model_inputs
+
+    rows, done = [], 0
+    with tempfile.TemporaryDirectory(prefix="npu-rec-") as work:
+        for name, floor in models:
+            path = corpus / f"{name}.tflite"
+            rng = np.random.default_rng(0)
+            data = Path(work) / f"{name}.npz"
+            np.savez(data, **{i.name: rng.uniform(0, 1, (samples, *i.shape)).astype(np.float32)
+                              for i in model_inputs(read(path))})
+            report = Path(work) / f"{name}.json"
+            start = time.perf_counter()
+            p = subprocess.run([sys.executable, "-m", "recommender.cli", str(path), "--data", str(data), "--floor",
+                                floor, "--target", accelerator, "--no-cache", "--out", str(Path(work) / f"{name}.tflite"),
+                                "--report", str(report)], capture_output=True, text=True, cwd=str(ROOT))
+            seconds = time.perf_counter() - start
+            if not report.exists():
+                rows.append([name, floor, "-", "-", "-", "-", (p.stderr.strip().splitlines() or ["?"])[-1][:80]])
+                continue
+            doc = json.loads(report.read_text())
+            by = {r["name"]: r for r in doc["baselines"]}
+            rec = doc["recommended"]
+            int8, int16 = by["full_int8"], by["int16x8"]
+            ok = (rec["meets_floor"] and rec["npu"]["model_ops_on_npu"] >= int8["npu"]["model_ops_on_npu"]
+                  and rec["npu"]["cycles"] < int16["npu"]["cycles"])
+            done += ok
+            for label, r in (("recommended", rec), ("uniform int8", int8), ("uniform int16x8", int16)):
+                rows.append([name if label == "recommended" else "", floor if label == "recommended" else "", label,
+                             f"{r['bytes']:,}", f"{r['npu']['cycles']:,}",
+                             f"{r['npu']['model_ops_on_npu']} of {r['npu']['model_ops']} (+{r['npu']['npu_ops'] - r['npu']['model_ops_on_npu']})",
+                             f"{r['metric']:.2f} dB" + (" (holds)" if r["meets_floor"] else " (misses)")])
+            rows.append(["", "", f"{seconds:.0f} s; done-when met" if ok else f"{seconds:.0f} s; NOT met", "", "",
+                         "", ""])
+    print(tabulate(rows, headers=["model", "floor dB", "written model", "bytes", f"Vela cycles ({accelerator})",
+                                  "model's ops on the NPU (+ added)", "held-out SQNR"], disable_numparse=True))
+    print(f"\n{done} of {len(models)} models: the recommendation holds the floor on held-out data with at least "
+          "uniform int8's NPU ops in fewer cycles than uniform int16x8")
 
 
 def _against_mlia(venv: str, accelerator: str, name: str, path: Path, graph, compiled, totals) -> list:

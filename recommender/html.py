@@ -7,7 +7,7 @@ from typing import Any
 
 from analyzer.render.html import CSS, escape, svg, table
 from analyzer.simulation.choices import WEIGHT_BITS
-from recommender.report import BASELINE_HEADERS, LAYER_HEADERS, baseline_rows, layer_rows, size_phrase
+from recommender.report import LAYER_HEADERS, baseline_headers, baseline_rows, layer_rows, npu_phrase, size_phrase
 
 
 
@@ -17,12 +17,14 @@ def render_html(d: dict[str, Any]) -> str:
                f"held-out {escape(d['metric'])} {rec['metric']:.4g} (floor {d['holdout_floor']:.4g})" if d["met"] else
                f"No configuration holds the floor ({d['holdout_floor']:.4g}); best effort {rec['bytes']:,} bytes at "
                f"{rec['metric']:.4g}")
+    if rec.get("npu"):
+        verdict += f". {npu_phrase(d)}"
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>recommend {escape(d['model'])}</title><style>{CSS}</style></head><body>",
              f"<h1>recommend {escape(d['model'])}</h1><p><b>{escape(verdict)}</b></p>",
              "<h2>Baselines</h2><p>Every model below was written as a .tflite and measured in the LiteRT interpreter "
              "(metric on held-out data; latency median with XNNPACK, 1 thread).</p>",
-             table(BASELINE_HEADERS, baseline_rows(d)),
+             table(baseline_headers(d), baseline_rows(d)),
              "<h2>Size against metric</h2>", f"<div class='chart'>{_pareto(d)}</div>",
              "<h2>Checks of the written model</h2><ul>"]
     parts += [f"<li>{'ok' if c['ok'] else ('MISS' if c['ok'] is False else 'n/a')}: {escape(c['what'])}: "

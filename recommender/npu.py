@@ -20,7 +20,7 @@ and not every op has them on the NPU). The cost of an option is what Vela says i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analyzer.errors import UnsupportedModelError
@@ -47,17 +47,24 @@ class Compiled:
     flash_kib: float
     cpu_ops_named: tuple[str, ...] = ()
     vela: str = ""
+    model_ops_on_npu: int | None = None  # of the float model's own ops (the writer's QUANTIZE / DEQUANTIZE aside)
+    model_ops: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"compiler": f"ethos-u-vela {self.vela}", "accelerator": self.accelerator, "cycles": self.cycles,
                 "npu_ops": self.npu_ops, "cpu_ops": self.cpu_ops, "elided_ops": self.elided_ops,
                 "inference_ms": round(self.inference_ms, 6), "clock_hz": self.clock_hz, "sram_kib": self.sram_kib,
-                "flash_kib": self.flash_kib, "cpu_op_types": list(self.cpu_ops_named)}
+                "flash_kib": self.flash_kib, "cpu_op_types": list(self.cpu_ops_named),
+                "model_ops_on_npu": self.model_ops_on_npu, "model_ops": self.model_ops}
 
 
-def compile_written(model: bytes, label: str, accelerator: str, clock_hz: float | None = None):
-    """(Compiled, VelaResult, the written graph) of a written model; raises VelaError."""
+def compile_written(model: bytes, label: str, accelerator: str, clock_hz: float | None = None,
+                    float_graph: LayerGraph | None = None):
+    """(Compiled, VelaResult, the written graph) of a written model; raises VelaError. With
+    ``float_graph`` (the model it was written from) also how many of that model's own ops
+    run on the NPU."""
     from analyzer.npu import vela
+    from analyzer.npu.int8_form import align
     from analyzer.readers.tflite import read_bytes
 
     graph = read_bytes(model, label)
@@ -68,6 +75,11 @@ def compile_written(model: bytes, label: str, accelerator: str, clock_hz: float 
                         sum(o.placement == "elided" for o in result.ops), result.cycles_total / clock * 1000, clock,
                         result.sram_kib, result.flash_kib,
                         tuple(sorted({graph.subgraphs[o.subgraph].layers[o.index].op for o in cpu})), result.version)
+    if float_graph is not None:
+        origin = align(float_graph, graph)
+        mine = [o for o in result.ops if o.subgraph == 0 and o.index in origin]
+        compiled = replace(compiled, model_ops_on_npu=sum(o.placement == "npu" for o in mine),
+                           model_ops=len(float_graph.main.layers))
     return compiled, result, graph
 
 
@@ -109,13 +121,13 @@ class CycleCosts:
             try:
                 written = materialize(self.graph, self.model, choices, self.calibration)
                 compiled, result, wgraph = compile_written(written.model, f"{self.graph.info.path} (uniform {act})",
-                                                           self.accelerator, self.clock_hz)
+                                                           self.accelerator, self.clock_hz, self.graph)
             except (UnsupportedModelError, vela.VelaError, ValueError, RuntimeError) as exc:
                 raise UnsupportedModelError(f"the uniform int8-weight, {act}-activation model could not be written "
                                             f"and compiled for {self.accelerator}: {str(exc).splitlines()[0]}") from exc
             self.uniform[act] = (written.model, written.writers, compiled, choices)
             clock = compiled.clock_hz
-            origin = align([la.op for la in self.graph.main.layers], [la.op for la in wgraph.main.layers])
+            origin = align(self.graph, wgraph)
             cycles: dict[int, float] = {}
             for o in result.ops:
                 layer = origin.get(o.index) if o.subgraph == 0 else None
@@ -198,7 +210,8 @@ def refine(first: dict[int, LayerChoice], layer_sqnr_db: dict[int, dict[str, flo
             hi, found = mid, got
         else:
             lo = mid
-    notes.append(f"the searched mix missed the floor once written; {hi} of its {len(order)} int8 layers moved to "
+    notes.append(f"the searched mix missed the floor once written (the simulation rounds otherwise than some "
+                 f"integer kernels); {hi} of its {len(order)} int8 layers moved to "
                  f"int16 (most fidelity per added cycle first) make the written model hold it on the search split "
                  f"({tried} written and run)")
     return found

@@ -336,12 +336,13 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
     ptq = _searched(graph, model, data, settings, measurer, "post-training", "Ethos-U ", progress=search_progress,
                     metric_fn=metric_fn, cache=cache, dask=dask, objective=costs)
     result = ptq.result
-    if ptq.measured.metric < result.holdout_floor and ptq.config is not None and result.best is not None:
-        step("refining the mix on written models (the simulation was optimistic)")
+    if ptq.measured.metric < result.holdout_floor:
+        step("refining the mix on written models (the simulation was off)")
+        base = dict(ptq.config.choices) if ptq.config is not None and ptq.config.choices else costs.uniform["int8"][3]
         search_measurer = Measurer(model, search_split, metric_fn, None, threads=1, custom_ops=settings.custom_ops,
                                    path=graph.info.path)
         try:
-            refined = refine(dict(ptq.config.choices), result.layer_sqnr_db, costs,
+            refined = refine(base, result.layer_sqnr_db, costs,
                              lambda c: materialize(graph, model, c, search_split), search_measurer.metric_of,
                              result.floor, notes)
         finally:
@@ -366,7 +367,7 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
         candidates.append(_Variant(None, rows[-1], written_model, CompressionConfig(choices, name), graph))
     try:
         compiled, _, _ = compile_written(ptq.model, f"{graph.info.path} (searched)", settings.npu,
-                                         settings.npu_clock_hz)
+                                         settings.npu_clock_hz, graph)
         ptq = replace(ptq, measured=replace(ptq.measured, npu=compiled.to_dict()))
         candidates.insert(0, ptq)
     except (vela.VelaError, UnsupportedModelError) as exc:

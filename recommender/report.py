@@ -69,13 +69,39 @@ def _ms(us: float | None) -> str:
 
 def baseline_rows(d: dict[str, Any]) -> list[list[str]]:
     float_bytes = d["baselines"][0]["bytes"]
+    npu = any("npu" in m for m in d["baselines"])
     return [[m["name"], f"{m['bytes']:,}", f"{m['bytes'] / float_bytes:.1%}", f"{m['metric']:.4g}",
              "yes" if m["meets_floor"] else "no", _ms(m["latency_us"]), _ms(m["predicted_latency_us"]),
-             runs_on(m["runs_on"])] for m in d["baselines"]]
+             runs_on(m["runs_on"])] + (_npu_cells(m.get("npu")) if npu else []) for m in d["baselines"]]
 
 
 BASELINE_HEADERS = ["model", "bytes", "of float", "held-out metric", "meets floor", "latency ms", "predicted ms",
                     "runs fully on (~ partly)"]
+NPU_HEADERS = ["Vela cycles", "NPU ms", "model's ops on the NPU"]
+
+
+def npu_phrase(d: dict[str, Any]) -> str:
+    """The recommendation on the NPU against the uniform int8 and int16x8 models, in words."""
+    npu = d["recommended"]["npu"]
+    by = {m["name"]: m.get("npu") for m in d["baselines"]}
+    parts = [f"{npu['accelerator']}: {npu['cycles']:,} Vela cycles = {npu['inference_ms']:.3f} ms at "
+             f"{npu['clock_hz'] / 1e6:g} MHz"]
+    for name, label in (("full_int8", "uniform int8"), ("int16x8", "uniform int16x8")):
+        if by.get(name):
+            parts.append(f"{npu['cycles'] / by[name]['cycles']:.2f}x the cycles of {label}")
+    return "; ".join(parts)
+
+
+def baseline_headers(d: dict[str, Any]) -> list[str]:
+    """The baseline table's columns: with an Ethos-U target, Vela's numbers for each written model."""
+    return BASELINE_HEADERS + (NPU_HEADERS if any("npu" in m for m in d["baselines"]) else [])
+
+
+def _npu_cells(npu: dict[str, Any] | None) -> list[str]:
+    if not npu:
+        return ["-", "-", "-"]
+    ops = f"{npu['model_ops_on_npu']} of {npu['model_ops']}" if npu.get("model_ops") else str(npu["npu_ops"])
+    return [f"{npu['cycles']:,}", f"{npu['inference_ms']:.3f}", ops]
 
 
 def layer_rows(d: dict[str, Any]) -> list[list[str]]:
@@ -120,8 +146,10 @@ def render(d: dict[str, Any], fmt: str) -> str:
     else:
         lines.append(f"NO configuration holds the floor; best effort: {rec['bytes']:,} bytes, held-out "
                      f"{d['metric']} {rec['metric']:.4g}")
+    if rec.get("npu"):
+        lines.append(npu_phrase(d))
     lines.append(h("Baselines (every model written and measured; metric on held-out data)"))
-    lines.append(tabulate(baseline_rows(d), headers=BASELINE_HEADERS, tablefmt=table, disable_numparse=True))
+    lines.append(tabulate(baseline_rows(d), headers=baseline_headers(d), tablefmt=table, disable_numparse=True))
     lines += [("- " if md else "  ") + f"{m['name']}: {n}" for m in d["baselines"][:-1] for n in m["notes"]]
     lines.append(h("Checks of the written model against the search's predictions"))
     lines += [("- " if md else "  ") + ("ok  " if c["ok"] else ("MISS" if c["ok"] is False else "n/a ")) + " "

@@ -8,7 +8,7 @@ the user's data when given, otherwise on random samples in [-1, 1] (an op's plac
 cycles depend on types and shapes, not on the calibrated ranges; the ranges change only
 where a value saturates). Its ops are tied back to the float model's: the writer keeps every
 op in order and adds QUANTIZE / DEQUANTIZE at the float boundaries, so the two op sequences
-are aligned by op type (:func:`align`).
+are aligned by output tensor name, then by op type (:func:`align`).
 """
 
 from __future__ import annotations
@@ -89,19 +89,37 @@ def write(graph: LayerGraph, data=None) -> Int8Form:
     written = _inline(written)
     int8 = read_bytes(written, f"{graph.info.path} (full-int8 form)")
     given = [norm.original_index(i) for i in range(len(norm.graph.main.layers))]
-    origin = {k: given[v] for k, v in align([la.op for la in norm.graph.main.layers],
-                                            [la.op for la in int8.main.layers]).items()}
+    origin = {k: given[v] for k, v in align(norm.graph, int8).items()}
     return Int8Form(int8, origin, calibration, norm.changes)
 
 
-def align(float_ops: list[str], int8_ops: list[str]) -> dict[int, int]:
-    """int8-form op index -> float op index, for the ops the two sequences share in order
-    (the inserted QUANTIZE / DEQUANTIZE ops have none)."""
+def align(float_graph: LayerGraph, written: LayerGraph) -> dict[int, int]:
+    """Main-subgraph op index in ``written`` (a quantized form of ``float_graph``) -> the
+    float op it came from. The writer keeps each op's output tensor name, so ops are matched
+    by it (same op type); the ops left over (a renamed output) are matched in order by op type
+    between the matched ones. The QUANTIZE / DEQUANTIZE ops it inserts have no origin."""
+    def out_name(sg, layer):
+        return sg.tensors[layer.outputs[0]].name if layer.outputs and layer.outputs[0] >= 0 else None
+
+    fsg, wsg = float_graph.main, written.main
+    by_name: dict[tuple[str, str | None], list[int]] = {}
+    for la in fsg.layers:
+        by_name.setdefault((la.op, out_name(fsg, la)), []).append(la.index)
     out: dict[int, int] = {}
-    matcher = difflib.SequenceMatcher(None, float_ops, int8_ops, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            out[block.b + k] = block.a + k
+    for la in wsg.layers:
+        hits = by_name.get((la.op, out_name(wsg, la)), [])
+        if len(hits) == 1 and hits[0] not in out.values():
+            out[la.index] = hits[0]
+    # the rest: in order by op type, within each gap between matched pairs
+    anchors = sorted(out.items())
+    bounds = [(-1, -1), *anchors, (len(wsg.layers), len(fsg.layers))]
+    for (w0, f0), (w1, f1) in zip(bounds, bounds[1:]):
+        fl = [la for la in fsg.layers[f0 + 1:f1]]
+        wl = [la for la in wsg.layers[w0 + 1:w1]]
+        matcher = difflib.SequenceMatcher(None, [la.op for la in fl], [la.op for la in wl], autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                out[wl[block.b + k].index] = fl[block.a + k].index
     return out
 
 
