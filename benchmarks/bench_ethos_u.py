@@ -197,7 +197,8 @@ def _against_mlia(venv: str, accelerator: str, name: str, path: Path, graph, com
         ours_s = time.perf_counter() - start
         ours_npu = sum(o.placement == "npu" for o in compiled.ops)
         if p.returncode != 0 or q.returncode not in (0, 1):
-            return [accelerator, name, len(compiled.ops), ours_npu, f"MLIA failed: {(p.stderr or p.stdout)[-40:]}",
+            said = [ln.strip() for ln in (p.stderr or p.stdout).splitlines() if ln.strip()] or ["?"]
+            return [accelerator, name, len(compiled.ops), ours_npu, f"MLIA failed: {said[-1][:50]}",
                     "-", compiled.cycles_total, "-", f"{ours_s:.2f}", f"{mlia_s:.2f}", "-"]
         placement, cycles = _mlia_numbers(p.stdout)
     # MLIA says NPU for an op Vela's checks accept; Vela then places it on the NPU or folds it away

@@ -106,6 +106,7 @@ class CycleCosts:
     predictor: Any  # LatencyPredictor, for the ops Vela leaves on the CPU
     clock_hz: float | None = None
     uniform: dict[str, tuple] = field(default_factory=dict)  # activations -> (bytes, writers, Compiled, choices)
+    fixed: float = 0.0  # cycles of the ops outside the space's layers (and the writer's own ops), uniform int8
     notes: list[str] = field(default_factory=list)
 
     def __call__(self, space: Space) -> dict[int, list[float]]:
@@ -145,6 +146,8 @@ class CycleCosts:
                 self.notes.append(f"Vela's per-op cycles cover one subgraph of the uniform {act} model: the other "
                                   "subgraphs' NPU ops cost nothing in the search (the written models' totals have them)")
             per_layer[act] = cycles
+        int8_total = self.uniform["int8"][2].cycles
+        self.fixed = max(0.0, int8_total - sum(per_layer["int8"].get(ls.layer, 0.0) for ls in space.layers))
         self.space = space
         self.table = {ls.layer: [per_layer[o.choice.activations].get(ls.layer, 0.0) if o.choice.activations in per_layer
                                  else 1e15 for o in ls.options] for ls in space.layers}

@@ -331,8 +331,8 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
     costs = CycleCosts(graph, model, search_split, settings.npu, predictor, settings.npu_clock_hz)
     notes: list[str] = [f"the model was normalised before the search: {c}" for c in norm.changes]
     t0 = time.perf_counter()
-    step(f"writing the uniform int8 and int16x8 models and compiling them with Vela for {settings.npu}")
-    step("searching (cost: Vela's cycles per layer)")
+    step(f"searching (the cost: Vela's cycles per layer for {settings.npu}, from the uniform int8 and int16x8 "
+         "models written and compiled first)")
     ptq = _searched(graph, model, data, settings, measurer, "post-training", "Ethos-U ", progress=search_progress,
                     metric_fn=metric_fn, cache=cache, dask=dask, objective=costs)
     result = ptq.result
@@ -374,16 +374,26 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
         notes.append(f"the searched model could not be compiled by Vela: {str(exc).splitlines()[0]}")
     seconds["write_and_measure"] = time.perf_counter() - t0
     floor = result.holdout_floor
-    holding = [v for v in candidates if v.measured.metric >= floor and v.measured.npu is not None]
+    budget = settings.npu_max_cycles
+    holding = [v for v in candidates if v.measured.metric >= floor and v.measured.npu is not None
+               and (budget is None or v.measured.npu["cycles"] <= budget)]
     met = bool(holding)
-    best = (min(holding, key=lambda v: (v.measured.npu["cycles"], v.measured.bytes)) if holding
-            else max(candidates, key=lambda v: v.measured.metric))
+    if budget is None:  # the fewest cycles that hold the floor
+        best = (min(holding, key=lambda v: (v.measured.npu["cycles"], v.measured.bytes)) if holding
+                else max(candidates, key=lambda v: v.measured.metric))
+    else:  # the smallest that holds it within the cycle budget
+        best = (min(holding, key=lambda v: (v.measured.bytes, v.measured.npu["cycles"])) if holding
+                else max(candidates, key=lambda v: v.measured.metric))
+        if not met:
+            notes.append(f"no written model holds the floor in at most {budget:,.0f} Vela cycles (--max-cycles)")
     if met and best is not ptq:
-        notes.append(f"the uniform model {best.measured.name} holds the floor in the fewest Vela cycles: it is the "
-                     "recommendation")
+        notes.append(f"the uniform model {best.measured.name} holds the floor in the "
+                     + ("fewest Vela cycles" if budget is None else "fewest bytes within --max-cycles")
+                     + ": it is the recommendation")
     if not met:
         notes += _layer_reasons(result, graph)
-    rows.append(ptq.measured) if ptq.measured not in rows else None
+    if ptq.measured not in rows:
+        rows.append(ptq.measured)
     chosen = replace(best.measured, name="recommended" if met else "best effort")
     rows.append(chosen)
     cost = report.cost

@@ -49,6 +49,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="cpu", choices=search_targets(),
                    help="what the model must run on (default: cpu); an Ethos-U configuration (ethos-u55-256, ...) "
                         "searches int8 / int16 activations per layer for the fewest Vela cycles (recommend)")
+    p.add_argument("--max-cycles", type=float, metavar="N", help="with an Ethos-U --target: the smallest model "
+                   "under the floor in at most N Vela cycles (default: the fewest cycles under the floor)")
     p.add_argument("--npu-clock", type=float, metavar="MHZ", help="Ethos-U core clock for times and for the CPU "
                    "fallback's cycles (default: Vela's system config, 500 MHz for the U55 High_End_Embedded)")
     p.add_argument("--budget", default="auto", help="evaluations, proxies included (default: auto, scaled to the "
@@ -109,11 +111,14 @@ def search_settings(args: argparse.Namespace):
     npu = args.target if args.target in ACCELERATORS else None
     if args.npu_clock is not None and (npu is None or not args.npu_clock > 0):
         raise UsageError(f"--npu-clock {args.npu_clock}: expected a clock in MHz with an Ethos-U --target")
+    if args.max_cycles is not None and (npu is None or not args.max_cycles > 0):
+        raise UsageError(f"--max-cycles {args.max_cycles:g}: expected a positive cycle count with an Ethos-U --target")
     if npu is not None and (args.strategy != "milp" or getattr(args, "train_data", None)):
         raise UsageError(f"--target {npu}: the search minimises Vela's cycles with --strategy milp, post-training only")
     return SearchSettings(floor=args.floor, floor_relative=args.floor_relative,
                           target="ethos-u" if npu else args.target, npu=npu,
                           npu_clock_hz=args.npu_clock * 1e6 if args.npu_clock else None,
+                          npu_max_cycles=args.max_cycles,
                           budget=evaluations, minutes=minutes, seed=args.seed, holdout=args.holdout,
                           sparsity=not args.no_sparsity, jobs=args.jobs, restrict=_restrict(args),
                           strategy=args.strategy, proxy_samples=args.proxy_samples or None,

@@ -55,6 +55,7 @@ class SearchSettings:
     custom_ops: tuple[str, ...] = ()  # custom-op registerers (--custom-ops)
     npu: str | None = None  # an Ethos-U configuration (ethos-u55-256, ...): target "ethos-u", cost = Vela's cycles
     npu_clock_hz: float | None = None  # --npu-clock; None: the Vela system config's core clock
+    npu_max_cycles: float | None = None  # --max-cycles: minimise bytes under the floor and this many NPU cycles
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -181,8 +182,11 @@ class _Run:
                              "not have: give --floor in dB, or --metric agreement|cosine (or labels, or --metric-fn)")
         self.space: Space = build_space(graph, self.ev.rewriter, settings.target, sparsity=settings.sparsity,
                                         restrict=dict(settings.restrict))
-        # what the search minimises: bytes, or ``objective(space)`` per layer and option (NPU cycles)
-        self.objective: dict[int, list[float]] | None = objective(self.space) if objective is not None else None
+        # what the search minimises: bytes, or ``objective(space)`` per layer and option (NPU cycles); with
+        # a cycle budget (--max-cycles) bytes again, the cycles then a constraint
+        self.cycles: dict[int, list[float]] | None = objective(self.space) if objective is not None else None
+        self.cycles_fixed = float(getattr(objective, "fixed", 0.0))  # cycles outside the space's layers
+        self.objective = self.cycles if settings.npu_max_cycles is None else None
         self.evaluations = 0
         self.cached = 0
         self.seconds = 0.0  # spent evaluating (wall clock, all workers)
@@ -200,11 +204,23 @@ class _Run:
             self.latency = latency_costs(graph, self.space, LatencyPredictor(load(settings.latency_profile)))
 
     def solve(self, costs, noise_budget: float):
-        """The integer program under the noise budget (and the latency budget, if any)."""
-        if self.latency is None or self.settings.max_latency_us is None:
-            return milp.solve(self.space, [costs], [noise_budget], self.objective)
-        lat, fixed = self.latency
-        return milp.solve(self.space, [costs, lat], [noise_budget, self.settings.max_latency_us - fixed], self.objective)
+        """The integer program under the noise budget (and the latency and cycle budgets, if any)."""
+        tables, budgets = [costs], [noise_budget]
+        if self.latency is not None and self.settings.max_latency_us is not None:
+            lat, fixed = self.latency
+            tables.append(lat)
+            budgets.append(self.settings.max_latency_us - fixed)
+        if self.cycles is not None and self.settings.npu_max_cycles is not None:
+            tables.append(self.cycles)
+            budgets.append(self.settings.npu_max_cycles - self.cycles_fixed)
+        return milp.solve(self.space, tables, budgets, self.objective)
+
+    def predicted_cycles(self, choices) -> float | None:
+        """The NPU cycles the per-layer costs predict for ``choices`` (None without an NPU target)."""
+        if self.cycles is None:
+            return None
+        return self.cycles_fixed + sum(self.cycles[ls.layer][_option_index(ls, choices.get(ls.layer))]
+                                       for ls in self.space.layers)
 
     def cost(self, choices) -> float:
         """What the search minimises: bytes, or the objective given per option (NPU cycles)."""
@@ -503,7 +519,8 @@ def _feasible(r: _Run, c: Candidate, floor: float) -> bool:
     """Meets the floor (and the latency budget), and is smaller than the float model: the
     float model itself is never an answer."""
     return c.metric >= floor and c.bytes < r.space.size({}) and (
-        r.settings.max_latency_us is None or c.latency_us <= r.settings.max_latency_us)
+        r.settings.max_latency_us is None or c.latency_us <= r.settings.max_latency_us) and (
+        r.settings.npu_max_cycles is None or r.predicted_cycles(c.config.choices) <= r.settings.npu_max_cycles)
 
 
 def _evolve(r: _Run, floor: float, population: int = 8, children: int = 8, patience: int = 4) -> Candidate | None:

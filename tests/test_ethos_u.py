@@ -118,6 +118,11 @@ def test_recommend_for_ethos_u_writes_the_fewest_cycles_that_hold(models, tmp_pa
     assert all(graph.main.tensors[la.inputs[1]].dtype == "int8" for la in computing)  # int8 weights
     assert all(graph.main.tensors[la.outputs[0]].dtype in ("int8", "int16") for la in computing)
     assert bridge.compile_model(graph, "ethos-u55-256").cycles_total == chosen["npu"]["cycles"]
+    # a cycle budget below what any written model needs: the best effort, said in one note, exit 1
+    code, _, err = recommend(models["float_cnn"], "--data", data, "--floor", "25", "--target", "ethos-u55-256",
+                             "--max-cycles", "1000", "--no-cache", "--out", out, "--report", report, "--force")
+    doc = json.loads(report.read_text())
+    assert code == 1 and not doc["met"] and any("--max-cycles" in n for n in doc["notes"])
 
 
 def test_ethos_u_search_options_are_refused_in_one_line_where_they_do_not_apply(models, tmp_path):
