@@ -11,7 +11,7 @@ from typing import Any
 from analyzer.readers.data import Dataset
 from analyzer.readers.tflite import read_bytes
 from analyzer.simulation.metrics import Metric, finite_or_none
-from analyzer.simulation.runner import Runner
+from analyzer.simulation.runner import SLOW_PREPARE_S, Runner
 
 RUNS_ON = ("cpu", "xnnpack", "gpu", "nnapi", "edgetpu", "micro")  # the columns of the baseline table
 
@@ -51,10 +51,16 @@ class _Worker:
                  path: str) -> None:
         self.holdout, self.custom_ops = holdout, custom_ops
         self.metric = Metric(holdout.labels, metric_fn)
-        self.reference = Runner(read_bytes(float_model, path), holdout, custom_ops=custom_ops).outputs(float_model)
+        runner = Runner(read_bytes(float_model, path), holdout, custom_ops=custom_ops)
+        self.reference = runner.outputs(float_model)
+        # XNNPACK took seconds to prepare the float model (shapes declared far larger than computed):
+        # its written forms run on the builtin kernels, and are not timed
+        self.slow_delegate = runner.slow_delegate
 
     def metric_of(self, model: bytes) -> float:
-        outputs = Runner(read_bytes(model), self.holdout, custom_ops=self.custom_ops).outputs(model)
+        runner = Runner(read_bytes(model), self.holdout, custom_ops=self.custom_ops, delegates=not self.slow_delegate)
+        outputs = runner.outputs(model)
+        self.slow_delegate = self.slow_delegate or runner.slow_delegate
         return self.metric.score(self.reference, outputs).metric
 
     def runtime_run(self, model: bytes):
@@ -65,6 +71,9 @@ class _Worker:
     def latency(self, model: bytes, threads: int) -> tuple[float | None, str | None]:
         from analyzer.latency.timing import time_model
 
+        if self.slow_delegate:
+            return None, (f"not timed: XNNPACK takes over {SLOW_PREPARE_S:g} s to prepare this model (tensor shapes "
+                          "declared far larger than its ops compute), the builtin kernels milliseconds")
         try:
             return time_model(model, threads=threads, min_runs=20, budget_s=0.3,
                               custom_ops=self.custom_ops).median_us, None

@@ -413,3 +413,39 @@ def test_a_negative_proxy_sample_count_is_one_line(models, tmp_path):
                            "--proxy-samples", "-1", "--no-cache")
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "--proxy-samples -1" in lines[0] and "Traceback" not in err, err
+
+
+def test_a_shape_declared_far_larger_than_computed_runs_on_the_builtin_kernels(tmp_path, monkeypatch):
+    """A PAD output declared 1 x 10 x 8M x 4 (1.25 GiB; its op computes 1 x 10 x 10 x 4): XNNPACK
+    plans its buffers from the declared shape, for every new interpreter (a fuzzed face detector
+    took 14 s per model, 250 s a search); the runner notices the slow preparation, runs the
+    builtin kernels, which prepare in milliseconds, and keeps doing so. Same outputs."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+
+    from analyzer.readers.data import Dataset
+    from analyzer.readers.tflite import read_bytes
+    from analyzer.simulation import runner as runner_module
+    from analyzer.simulation.rewrite import pack, unpack
+    from tests import zoo
+
+    tf = zoo._tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32, name="image")])
+    def padded(x):
+        return tf.nn.relu(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]) * 2.0)
+
+    small = zoo._convert_function(padded)
+    m = unpack(small)
+    codes = [c.builtinCode for c in m.operatorCodes]
+    (pad,) = [op for op in m.subgraphs[0].operators if codes[op.opcodeIndex] == fb.BuiltinOperator.PAD]
+    m.subgraphs[0].tensors[pad.outputs[0]].shape = np.array([1, 10, 1 << 23, 4], dtype=np.int32)
+    huge = pack(m)
+    monkeypatch.setattr(runner_module, "SLOW_PREPARE_S", 0.2)
+    data = Dataset("random", {"image": np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype(np.float32)}, None,
+                   (0, 1, 2))
+    runner = runner_module.Runner(read_bytes(huge), data)
+    out = runner.outputs(huge)[0]
+    assert runner.slow_delegate and not runner.delegates
+    expected = runner_module.Runner(read_bytes(small), data).outputs(small)[0]
+    np.testing.assert_allclose(out, expected, rtol=1e-6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
@@ -95,6 +96,14 @@ def require_memory(graph: LayerGraph, batch: int = 1) -> None:
 
 
 
+# XNNPACK plans its buffers from the declared tensor shapes when the interpreter is prepared;
+# a model declaring a shape far larger than the one its ops compute (a PAD output declared
+# 1 x 32 x 1,048,576 x 42, computed 1 x 32 x 32 x 42) takes seconds there on every new
+# interpreter, where the builtin kernels take milliseconds. Past this many seconds the builtin
+# kernels are tried, and kept when they prepare ten times faster.
+SLOW_PREPARE_S = 1.0
+
+
 class Runner:
     """Runs models built from ``graph`` over ``data``. ``delegates=False`` keeps XNNPACK out
     (needed to read intermediate tensors); ``threads`` is the interpreter's thread count."""
@@ -106,6 +115,7 @@ class Runner:
         self.custom_ops = tuple(custom_ops)
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
+        self.slow_delegate = False  # XNNPACK took seconds to prepare the model: the builtin kernels run it
         self._kept = None  # the interpreter whose buffers :meth:`tapped` handed out as views
         sg = graph.main
         dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs) and all(
@@ -134,6 +144,13 @@ class Runner:
             return new_interpreter(model_content=model, num_threads=self.threads, custom_ops=self.custom_ops,
                                    experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve)
 
+    def _prepare(self, it, n: int) -> None:
+        for inp in self.inputs:
+            if inp.batched:
+                it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
+        with quiet_native_stderr():  # the default delegate is applied (and logs) here
+            it.allocate_tensors()
+
     def _slices(self, batch: int) -> Iterator[slice]:
         n = len(self.data)
         for start in range(0, n, batch):
@@ -160,7 +177,7 @@ class Runner:
                     continue
                 raise InterpreterError(f"{self.path}: the LiteRT interpreter cannot run the model on this data: "
                                        f"{str(exc).splitlines()[0][:300]}") from None
-            self.batch, self.delegates = batch, delegates
+            self.batch, self.delegates = batch, delegates and not self.slow_delegate
             if first is not None:
                 yield first
                 try:
@@ -172,16 +189,21 @@ class Runner:
 
     def _invocations(self, model: bytes, preserve: bool, batch: int, delegates: bool
                      ) -> Iterator[tuple[object, slice]]:
+        delegates = delegates and not self.slow_delegate
         it = self._interpreter(model, preserve, delegates)
         size = None
         for sl in self._slices(batch):
             n = sl.stop - sl.start
             if n != size:
-                for inp in self.inputs:
-                    if inp.batched:
-                        it.resize_tensor_input(inp.index, [n, *self.data.inputs[inp.name].shape[1:]], strict=False)
-                with quiet_native_stderr():  # the default delegate is applied (and logs) here
-                    it.allocate_tensors()
+                start = time.perf_counter()
+                self._prepare(it, n)
+                took = time.perf_counter() - start
+                if delegates and took > SLOW_PREPARE_S:
+                    plain = self._interpreter(model, preserve, False)
+                    start = time.perf_counter()
+                    self._prepare(plain, n)
+                    if 10 * (time.perf_counter() - start) < took:
+                        it, delegates, self.slow_delegate = plain, False, True
                 size = n
             for inp in self.inputs:
                 it.set_tensor(inp.index, inp.batch(self.data.inputs[inp.name], sl))
