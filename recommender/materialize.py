@@ -116,6 +116,9 @@ def materialize(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoi
         check_written(graph, model, {i: c for i, c in choices.items() if not LayerChoice(c.weights, c.activations,
                                                                                         c.block).is_float})
     if sparse_names:
+        copies = tuple(f"{name}_for_op" for name in sparse_names)  # a shared weight's per-reader copies
+        if any(name.startswith(copies) for name in _tensor_names(model)):
+            sparse_names += [name for name in _tensor_names(model) if name.startswith(copies)]
         model, _ = sparsify(model, sparse_names)
     return Materialized(model, writers)
 
@@ -159,6 +162,12 @@ def check_written(graph: LayerGraph, written: bytes, choices: Mapping[int, Layer
             if t.dtype not in want:
                 raise UnsupportedModelError(
                     f"layer {i} ({layer.op}): asked for {choice.weights} weights, the writer left them {t.dtype}")
+
+
+def _tensor_names(model: bytes) -> list[str]:
+    from analyzer.readers.tflite import read_bytes
+
+    return [t.name for t in read_bytes(model).main.tensors]
 
 
 def _unshare_weights(graph: LayerGraph, model: bytes, choices: Mapping[int, LayerChoice]) -> bytes:

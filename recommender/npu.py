@@ -30,6 +30,7 @@ from analyzer.simulation.choices import LayerChoice
 from search.space import Space
 
 ACTIVATIONS = ("int8", "int16")
+DEFAULT_CLOCK_HZ = 500e6  # the U55 High_End_Embedded system config's, when Vela's summary has none
 
 
 @dataclass(frozen=True)
@@ -49,27 +50,35 @@ class Compiled:
     vela: str = ""
     model_ops_on_npu: int | None = None  # of the float model's own ops (the writer's QUANTIZE / DEQUANTIZE aside)
     model_ops: int | None = None
+    cpu_cycles: float = 0.0  # the ops Vela leaves on the CPU: their predicted time at the clock (not in Vela's total)
+
+    @property
+    def total_cycles(self) -> float:
+        """What an inference costs: Vela's cycles plus the CPU ops' predicted time at the clock."""
+        return self.cycles + self.cpu_cycles
 
     def to_dict(self) -> dict[str, Any]:
         return {"compiler": f"ethos-u-vela {self.vela}", "accelerator": self.accelerator, "cycles": self.cycles,
                 "npu_ops": self.npu_ops, "cpu_ops": self.cpu_ops, "elided_ops": self.elided_ops,
                 "inference_ms": round(self.inference_ms, 6), "clock_hz": self.clock_hz, "sram_kib": self.sram_kib,
                 "flash_kib": self.flash_kib, "cpu_op_types": list(self.cpu_ops_named),
-                "model_ops_on_npu": self.model_ops_on_npu, "model_ops": self.model_ops}
+                "model_ops_on_npu": self.model_ops_on_npu, "model_ops": self.model_ops,
+                "cpu_cycles": round(self.cpu_cycles), "total_cycles": round(self.total_cycles)}
 
 
 def compile_written(model: bytes, label: str, accelerator: str, clock_hz: float | None = None,
-                    float_graph: LayerGraph | None = None):
+                    float_graph: LayerGraph | None = None, predictor=None):
     """(Compiled, VelaResult, the written graph) of a written model; raises VelaError. With
     ``float_graph`` (the model it was written from) also how many of that model's own ops
-    run on the NPU."""
+    run on the NPU; with ``predictor`` (a LatencyPredictor) the CPU ops' predicted time, in
+    cycles at the clock."""
     from analyzer.npu import vela
     from analyzer.npu.int8_form import align
     from analyzer.readers.tflite import read_bytes
 
     graph = read_bytes(model, label)
     result = vela.compile_model(graph, accelerator)
-    clock = clock_hz or result.core_clock_hz
+    clock = clock_hz or result.core_clock_hz or DEFAULT_CLOCK_HZ
     cpu = [o for o in result.ops if o.placement == "cpu"]
     compiled = Compiled(accelerator, result.cycles_total, sum(o.placement == "npu" for o in result.ops), len(cpu),
                         sum(o.placement == "elided" for o in result.ops), result.cycles_total / clock * 1000, clock,
@@ -80,7 +89,17 @@ def compile_written(model: bytes, label: str, accelerator: str, clock_hz: float 
         mine = [o for o in result.ops if o.subgraph == 0 and o.index in origin]
         compiled = replace(compiled, model_ops_on_npu=sum(o.placement == "npu" for o in mine),
                            model_ops=len(float_graph.main.layers))
+    if predictor is not None and cpu:
+        us = cpu_op_us(graph, predictor)
+        compiled = replace(compiled, cpu_cycles=sum(us.get(o.index, 0.0) for o in cpu if o.subgraph == 0) * clock / 1e6)
     return compiled, result, graph
+
+
+def cpu_op_us(graph: LayerGraph, predictor) -> dict[int, float]:
+    """Each main-subgraph op's predicted microseconds on the CPU the latency profile describes."""
+    from analyzer.latency.predict import predict_latency
+
+    return {r.index: r.latency_us for r in predict_latency(graph, predictor, with_variants=False).layers}
 
 
 def uniform_choices(space: Space, activations: str) -> dict[int, LayerChoice]:
@@ -122,10 +141,11 @@ class CycleCosts:
             try:
                 written = materialize(self.graph, self.model, choices, self.calibration)
                 compiled, result, wgraph = compile_written(written.model, f"{self.graph.info.path} (uniform {act})",
-                                                           self.accelerator, self.clock_hz, self.graph)
+                                                           self.accelerator, self.clock_hz, self.graph, self.predictor)
             except (UnsupportedModelError, vela.VelaError, ValueError, RuntimeError) as exc:
+                said = (str(exc).splitlines() or [type(exc).__name__])[0]
                 raise UnsupportedModelError(f"the uniform int8-weight, {act}-activation model could not be written "
-                                            f"and compiled for {self.accelerator}: {str(exc).splitlines()[0]}") from exc
+                                            f"and compiled for {self.accelerator}: {said}") from exc
             self.uniform[act] = (written.model, written.writers, compiled, choices)
             clock = compiled.clock_hz
             origin = align(self.graph, wgraph)
@@ -146,17 +166,20 @@ class CycleCosts:
                 self.notes.append(f"Vela's per-op cycles cover one subgraph of the uniform {act} model: the other "
                                   "subgraphs' NPU ops cost nothing in the search (the written models' totals have them)")
             per_layer[act] = cycles
-        int8_total = self.uniform["int8"][2].cycles
+        # what no choice changes: the int8 model's whole cost (NPU and CPU) less its layers' share
+        int8_total = self.uniform["int8"][2].total_cycles
         self.fixed = max(0.0, int8_total - sum(per_layer["int8"].get(ls.layer, 0.0) for ls in space.layers))
         self.space = space
-        self.table = {ls.layer: [per_layer[o.choice.activations].get(ls.layer, 0.0) if o.choice.activations in per_layer
-                                 else 1e15 for o in ls.options] for ls in space.layers}
+        self.table = {ls.layer: [per_layer.get(o.choice.activations, per_layer["int8"]).get(ls.layer, 0.0)
+                                 for o in ls.options] for ls in space.layers}  # float activations: as int8's
         return self.table
 
     def cost(self, choices) -> float:
-        """The predicted cycles of a configuration (the search's objective), once called."""
-        return sum(self.table[ls.layer][next((k for k, o in enumerate(ls.options) if o.choice == choices.get(ls.layer)),
-                                             0)] for ls in self.space.layers)
+        """The predicted cycles of a configuration's layers (the search's objective), once called;
+        a layer it leaves out counts its costliest option, as the search does."""
+        from search.engine import _table_cost
+
+        return sum(_table_cost(self.table, ls, choices.get(ls.layer)) for ls in self.space.layers)
 
 
 def _option_index(space: Space, layer: int, choice: LayerChoice | None) -> int | None:

@@ -158,6 +158,11 @@ def _searched(graph: LayerGraph, model: bytes, data: Dataset, settings: SearchSe
     if objective is None:  # the next larger candidates that met the floor in simulation
         queue = [first] + sorted((c for c in result.pareto if c.metric >= result.floor and c.bytes > first.bytes
                                   and c.config.key() != first.config.key()), key=lambda c: c.bytes)[:retries]
+    elif settings.npu_max_cycles is not None:  # the next larger ones within the cycle budget
+        seen = {c.config.key(): c for c in (*result.pareto, *result.evaluated) if c.metric >= result.floor
+                and objective.cost(c.config.choices) + objective.fixed <= settings.npu_max_cycles}
+        queue = [first] + sorted((c for k, c in seen.items() if k != first.config.key() and c.bytes > first.bytes),
+                                 key=lambda c: c.bytes)[:retries]
     else:  # an NPU's cycles: the next costlier ones that met it, among every candidate evaluated
         seen = {c.config.key(): c for c in (*result.pareto, *result.evaluated) if c.metric >= result.floor}
         queue = [first] + sorted((c for k, c in seen.items() if k != first.config.key()
@@ -345,13 +350,15 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
             refined = refine(base, result.layer_sqnr_db, costs,
                              lambda c: materialize(graph, model, c, search_split), search_measurer.metric_of,
                              result.floor, notes)
+            if refined is not None:
+                choices, written = refined
+                measured = measurer.measure("post-training (refined)", "Ethos-U per-layer int8 / int16 activations, "
+                                            "refined on written models", written.model, writers=written.writers)
+                ptq = _Variant(result, measured, written.model, CompressionConfig(choices, "refined"), graph)
+        except WRITE_ERRORS as exc:  # a mix the writer refuses or the interpreter will not run: the others remain
+            notes.append(f"the refinement on written models stopped: {(str(exc).splitlines() or ['?'])[0][:200]}")
         finally:
             search_measurer.close()
-        if refined is not None:
-            choices, written = refined
-            measured = measurer.measure("post-training (refined)", "Ethos-U per-layer int8 / int16 activations, "
-                                        "refined on written models", written.model, writers=written.writers)
-            ptq = _Variant(result, measured, written.model, CompressionConfig(choices, "refined"), graph)
     seconds["search"] = time.perf_counter() - t0
     notes += costs.notes
     t0 = time.perf_counter()
@@ -362,27 +369,36 @@ def _recommend_npu(report: AnalysisReport, norm: Normalized, data: Dataset, sett
     for act, name, what in (("int8", "full_int8", "int8 weights and activations (uniform)"),
                             ("int16", "int16x8", "int8 weights, int16 activations (uniform)")):
         written_model, writers, compiled, choices = costs.uniform[act]
-        measured = measurer.measure(name, what, written_model, writers=writers)
+        try:
+            measured = measurer.measure(name, what, written_model, writers=writers)
+        except WRITE_ERRORS as exc:  # Vela compiled it, the interpreter will not run it: not a candidate
+            notes.append(f"{name}: not measured ({(str(exc).splitlines() or ['?'])[0][:200]})")
+            continue
         rows.append(replace(measured, npu=compiled.to_dict()))
         candidates.append(_Variant(None, rows[-1], written_model, CompressionConfig(choices, name), graph))
-    try:
-        compiled, _, _ = compile_written(ptq.model, f"{graph.info.path} (searched)", settings.npu,
-                                         settings.npu_clock_hz, graph)
-        ptq = replace(ptq, measured=replace(ptq.measured, npu=compiled.to_dict()))
-        candidates.insert(0, ptq)
-    except (vela.VelaError, UnsupportedModelError) as exc:
-        notes.append(f"the searched model could not be compiled by Vela: {str(exc).splitlines()[0]}")
+    if ptq.config is not None and ptq.config.choices:  # not the float model standing in for an unwritable mix
+        try:
+            compiled, _, _ = compile_written(ptq.model, f"{graph.info.path} (searched)", settings.npu,
+                                             settings.npu_clock_hz, graph, predictor)
+            ptq = replace(ptq, measured=replace(ptq.measured, npu=compiled.to_dict()))
+            candidates.insert(0, ptq)
+        except (vela.VelaError, UnsupportedModelError) as exc:
+            notes.append(f"the searched model could not be compiled by Vela: {(str(exc).splitlines() or ['?'])[0]}")
     seconds["write_and_measure"] = time.perf_counter() - t0
     floor = result.holdout_floor
     budget = settings.npu_max_cycles
+    if not candidates:
+        raise UnsupportedModelError(f"{graph.info.path}: no integer model for {settings.npu} could be written, "
+                                    "compiled and run")
+    # an inference's cost: Vela's cycles plus the CPU ops' predicted time at the clock
     holding = [v for v in candidates if v.measured.metric >= floor and v.measured.npu is not None
-               and (budget is None or v.measured.npu["cycles"] <= budget)]
+               and (budget is None or v.measured.npu["total_cycles"] <= budget)]
     met = bool(holding)
     if budget is None:  # the fewest cycles that hold the floor
-        best = (min(holding, key=lambda v: (v.measured.npu["cycles"], v.measured.bytes)) if holding
+        best = (min(holding, key=lambda v: (v.measured.npu["total_cycles"], v.measured.bytes)) if holding
                 else max(candidates, key=lambda v: v.measured.metric))
     else:  # the smallest that holds it within the cycle budget
-        best = (min(holding, key=lambda v: (v.measured.bytes, v.measured.npu["cycles"])) if holding
+        best = (min(holding, key=lambda v: (v.measured.bytes, v.measured.npu["total_cycles"])) if holding
                 else max(candidates, key=lambda v: v.measured.metric))
         if not met:
             notes.append(f"no written model holds the floor in at most {budget:,.0f} Vela cycles (--max-cycles)")

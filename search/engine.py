@@ -156,9 +156,17 @@ def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     return part(search), part(hold)
 
 
-def _option_index(ls, choice) -> int:
+def _option_index(ls, choice) -> int | None:
+    """The index of ``choice`` (None: float32) among the layer's options, or None if it has none."""
     want = choice or LayerChoice()
-    return next(k for k, o in enumerate(ls.options) if o.choice == want)
+    return next((k for k, o in enumerate(ls.options) if o.choice == want), None)
+
+
+def _table_cost(table: dict[int, list[float]], ls, choice) -> float:
+    """A per-option cost; a layer left out of the configuration (a preset that does not reach
+    it) counts its costliest option."""
+    k = _option_index(ls, choice)
+    return table[ls.layer][k] if k is not None else max(table[ls.layer])
 
 
 class _OutOfTime(Exception):
@@ -219,14 +227,13 @@ class _Run:
         """The NPU cycles the per-layer costs predict for ``choices`` (None without an NPU target)."""
         if self.cycles is None:
             return None
-        return self.cycles_fixed + sum(self.cycles[ls.layer][_option_index(ls, choices.get(ls.layer))]
-                                       for ls in self.space.layers)
+        return self.cycles_fixed + sum(_table_cost(self.cycles, ls, choices.get(ls.layer)) for ls in self.space.layers)
 
     def cost(self, choices) -> float:
         """What the search minimises: bytes, or the objective given per option (NPU cycles)."""
         if self.objective is None:
             return float(self.space.size(dict(choices)))
-        return sum(self.objective[ls.layer][_option_index(ls, choices.get(ls.layer))] for ls in self.space.layers)
+        return sum(_table_cost(self.objective, ls, choices.get(ls.layer)) for ls in self.space.layers)
 
     def option_cost(self, ls, k: int) -> float:
         return self.objective[ls.layer][k] if self.objective is not None else float(ls.options[k].bytes)

@@ -26,7 +26,7 @@ def solve(space: Space, costs: Sequence[dict[int, list[float]]], budgets: Sequen
     n = len(index)
     c = np.array([ls.options[k].bytes for ls, k in index], dtype=float)
     if objective is not None:
-        c = np.array([objective[ls.layer][k] for ls, k in index], dtype=float) + c * 1e-9 / max(1.0, c.max())
+        c = np.array([objective[ls.layer][k] for ls, k in index], dtype=float) + c * 1e-9 / max(1.0, c.max(initial=0.0))
     rows, lower, upper = [], [], []
     col = 0
     for ls in space.layers:  # one option per layer

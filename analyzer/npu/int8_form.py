@@ -60,8 +60,9 @@ def write(graph: LayerGraph, data=None) -> Int8Form:
 
     norm = normalize(graph)
     inputs = model_inputs(norm.graph)
-    if any(i.dtype not in ("float32", "int32", "int64", "bool") for i in inputs):
-        raise UnsupportedModelError(f"an input of type {inputs[0].dtype}: no full-int8 form is written for it")
+    odd = next((i for i in inputs if i.dtype not in ("float32", "int32", "int64", "bool")), None)
+    if odd is not None:
+        raise UnsupportedModelError(f"input {odd.name!r} is {odd.dtype}: no full-int8 form is written for it")
     key = norm.graph.signatures[0].key if norm.graph.signatures else "serving_default"
     if data is not None:
         samples = [{i.name: i.batch(data.inputs[i.name], slice(k, k + 1)) for i in inputs if i.name in data.inputs}
@@ -86,8 +87,11 @@ def write(graph: LayerGraph, data=None) -> Int8Form:
         first = (str(exc).splitlines() or [""])[0][:200]
         raise UnsupportedModelError(f"ai-edge-quantizer could not write its full-int8 form: "
                                     f"{type(exc).__name__}: {first}") from exc
-    written = _inline(written)
-    int8 = read_bytes(written, f"{graph.info.path} (full-int8 form)")
+    try:
+        written = _inline(written)
+        int8 = read_bytes(written, f"{graph.info.path} (full-int8 form)")
+    except AnalyzerError as exc:  # what the writer wrote does not read back: no form
+        raise UnsupportedModelError(f"ai-edge-quantizer's full-int8 form does not read back: {exc}") from exc
     given = [norm.original_index(i) for i in range(len(norm.graph.main.layers))]
     origin = {k: given[v] for k, v in align(norm.graph, int8).items()}
     return Int8Form(int8, origin, calibration, norm.changes)

@@ -180,7 +180,12 @@ def _as_float_model(report: TargetReport, graph: LayerGraph, form) -> TargetRepo
     main = {la.index: la for la in graph.main.layers}
 
     def mine(subgraph: int, index: int) -> int | None:
-        return form.origin.get(index) if subgraph == 0 else index
+        if subgraph == 0:
+            return form.origin.get(index)
+        same = (subgraph < len(graph.subgraphs) and index < len(graph.subgraphs[subgraph].layers)
+                and subgraph < len(form.graph.subgraphs) and index < len(form.graph.subgraphs[subgraph].layers)
+                and graph.subgraphs[subgraph].layers[index].op == form.graph.subgraphs[subgraph].layers[index].op)
+        return index if same else None  # the writer changes the main subgraph only
 
     unsupported, added = [], []
     for v in report.unsupported:
@@ -211,6 +216,8 @@ def _as_float_model(report: TargetReport, graph: LayerGraph, form) -> TargetRepo
     consequence = (f"{form.describe()}: {report.consequence}" +
                    (f"; {len(added)} op(s) the int8 form adds at float boundaries ({added_cpu} on the CPU)"
                     if added else ""))
+    if report.status == "fails":  # Vela refused the form: no op is known to run
+        return dataclasses.replace(report, judged_ops=total, consequence=consequence, judged_as=judged_as)
     return dataclasses.replace(report, judged_ops=total, supported_ops=total - len(unsupported),
                                unsupported=tuple(unsupported), consequence=consequence, npu=npu,
                                judged_as=judged_as)

@@ -249,18 +249,15 @@ class Rewriter:
     def _activation_dtypes(self, config: Mapping[int, LayerChoice]) -> dict[int, str]:
         out: dict[int, str] = {}
         layers = self.graph.main.layers
-        # A tensor two layers quantize differently is stored as its producer writes it; a consumer at
-        # another precision requantizes it (ai-edge-quantizer inserts a QUANTIZE: int8 -> int16 keeps
-        # the int8 rounding). Without a quantized producer (a float op, a model input) the narrower wins.
-        produced: dict[int, str] = {}
+        # A tensor two layers quantize differently keeps the narrower type: the writer stores it as
+        # its producer asks and inserts a QUANTIZE for a consumer at another precision, so an int8
+        # producer's rounding reaches an int16 consumer, and an int16 tensor requantized for an int8
+        # consumer is int8 where it is read.
         for index, choice in config.items():
             if choice.touches_activations:
                 for t in self.activations_of(layers[index]):
-                    if t in layers[index].outputs:
-                        produced[t] = choice.activations
-                    elif out.get(t) != "int8":
+                    if out.get(t) != "int8":
                         out[t] = choice.activations
-        out.update(produced)
         return out
 
     def _add_opcode(self, code: int, version: int) -> int:

@@ -100,8 +100,11 @@ def require_memory(graph: LayerGraph, batch: int = 1) -> None:
 # a model declaring a shape far larger than the one its ops compute (a PAD output declared
 # 1 x 32 x 1,048,576 x 42, computed 1 x 32 x 32 x 42) takes seconds there on every new
 # interpreter, where the builtin kernels take milliseconds. Past this many seconds the builtin
-# kernels are tried, and kept when they prepare ten times faster.
+# kernels are tried, and kept when they prepare ten times faster and a tensor is declared at
+# least 64 MiB and 100 times what they compute (a large model whose weights XNNPACK packs for a
+# second keeps XNNPACK).
 SLOW_PREPARE_S = 1.0
+DECLARED_LARGE_BYTES = 64 << 20
 
 
 class Runner:
@@ -116,6 +119,8 @@ class Runner:
         self.inputs: list[ModelInput] = model_inputs(graph)
         self.threads, self.delegates = threads, delegates
         self.slow_delegate = False  # XNNPACK took seconds to prepare the model: the builtin kernels run it
+        self._declared = {t.index: t.nbytes for t in graph.main.tensors
+                          if not t.is_constant and t.nbytes >= DECLARED_LARGE_BYTES}
         self._kept = None  # the interpreter whose buffers :meth:`tapped` handed out as views
         sg = graph.main
         dynamic = all(self._batch_dim(sg.tensors[i.index]) == -1 for i in self.inputs) and all(
@@ -143,6 +148,14 @@ class Runner:
         with quiet_native_stderr():
             return new_interpreter(model_content=model, num_threads=self.threads, custom_ops=self.custom_ops,
                                    experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve)
+
+    def _declared_far_larger(self, it) -> bool:
+        """True if a tensor of the graph is declared 100 times larger than the interpreter made it."""
+        for d in it.get_tensor_details():
+            declared = self._declared.get(d["index"])
+            if declared is not None and 100 * int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize < declared:
+                return True
+        return False
 
     def _prepare(self, it, n: int) -> None:
         for inp in self.inputs:
@@ -198,11 +211,11 @@ class Runner:
                 start = time.perf_counter()
                 self._prepare(it, n)
                 took = time.perf_counter() - start
-                if delegates and took > SLOW_PREPARE_S:
+                if delegates and took > SLOW_PREPARE_S and self._declared:
                     plain = self._interpreter(model, preserve, False)
                     start = time.perf_counter()
                     self._prepare(plain, n)
-                    if 10 * (time.perf_counter() - start) < took:
+                    if 10 * (time.perf_counter() - start) < took and self._declared_far_larger(plain):
                         it, delegates, self.slow_delegate = plain, False, True
                 size = n
             for inp in self.inputs:
