@@ -415,7 +415,7 @@ def test_a_negative_proxy_sample_count_is_one_line(models, tmp_path):
     assert code == 2 and len(lines) == 1 and "--proxy-samples -1" in lines[0] and "Traceback" not in err, err
 
 
-def test_a_shape_declared_far_larger_than_computed_runs_on_the_builtin_kernels(tmp_path, monkeypatch):
+def test_a_shape_declared_far_larger_than_computed_runs_on_the_builtin_kernels(models, monkeypatch):
     """A PAD output declared 1 x 10 x 8M x 4 (1.25 GiB; its op computes 1 x 10 x 10 x 4): XNNPACK
     plans its buffers from the declared shape, for every new interpreter (a fuzzed face detector
     took 14 s per model, 250 s a search); the runner notices the slow preparation, runs the
@@ -427,15 +427,8 @@ def test_a_shape_declared_far_larger_than_computed_runs_on_the_builtin_kernels(t
     from analyzer.readers.tflite import read_bytes
     from analyzer.simulation import runner as runner_module
     from analyzer.simulation.rewrite import pack, unpack
-    from tests import zoo
 
-    tf = zoo._tf()
-
-    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32, name="image")])
-    def padded(x):
-        return tf.nn.relu(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]) * 2.0)
-
-    small = zoo._convert_function(padded)
+    small = models["padded"].read_bytes()
     m = unpack(small)
     codes = [c.builtinCode for c in m.operatorCodes]
     (pad,) = [op for op in m.subgraphs[0].operators if codes[op.opcodeIndex] == fb.BuiltinOperator.PAD]

@@ -199,6 +199,18 @@ def shared_weights() -> bytes:
     return _convert_function(tied)
 
 
+def padded() -> bytes:
+    """PAD then elementwise ops on an 8 x 8 x 4 image: a PAD output the reliability tests
+    re-declare far larger than the op computes (as a fuzzed face detector did)."""
+    tf = _tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32, name="image")])
+    def pad(x):
+        return tf.nn.relu(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]) * 2.0)
+
+    return _convert_function(pad)
+
+
 def select_tf_ops() -> bytes:
     """A model whose MatrixInverse only runs with the Flex delegate (SELECT_TF_OPS)."""
     tf = _tf()
@@ -364,6 +376,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "attention": attention,
     "select_tf_ops": select_tf_ops,
     "shared_weights": shared_weights,
+    "padded": padded,
     "custom_op": custom_op,
     "control_flow": control_flow,
     "two_signatures": two_signatures,
